@@ -1,0 +1,63 @@
+"""What every job entrypoint shares: arguments, config loading, Ray start-up, error handling."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from expunge.config import ExperimentConfig, load_config
+from expunge.errors import ExpungeError
+
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def add_common_args(p: argparse.ArgumentParser, config_required: bool = True) -> None:
+    p.add_argument("--config", "-c", required=config_required, help="experiment YAML (configs/experiments/...)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=5")
+    add_runtime_args(p)
+
+
+def add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or embedded Ray)")
+    p.add_argument("--local", action="store_true", help="run in this process without Ray")
+    p.add_argument("--rebuild", action="store_true",
+                   help="recompute artifacts that are corrupt or do not match this config (never silently)")
+
+
+def find_config(path: str) -> str:
+    """A config path as given, or relative to the repository's configs/ folder."""
+    p = Path(path)
+    if p.is_file():
+        return str(p)
+    for cand in (REPO_CONFIGS / path, REPO_CONFIGS.parent / path):
+        if cand.is_file():
+            return str(cand)
+    return path  # load_config names the missing file
+
+
+def load(args: argparse.Namespace) -> ExperimentConfig:
+    return load_config(find_config(args.config) if args.config else None, args.overrides)
+
+
+def start_ray(args: argparse.Namespace) -> bool:
+    """Start or join Ray unless ``--local``; returns whether stages run as Ray tasks."""
+    if args.local:
+        return False
+    from expunge.distributed import init_ray
+
+    init_ray(address=args.address)
+    return True
+
+
+def main_wrapper(fn: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """Turn an :class:`ExpungeError` into one line on stderr and exit code 2."""
+
+    def wrapped(argv: list[str] | None = None) -> int:
+        try:
+            return fn(argv)
+        except ExpungeError as exc:
+            print(f"expunge: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+
+    return wrapped

@@ -1,0 +1,119 @@
+"""The ``expunge`` command. Each subcommand calls a job in ``expunge.jobs``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from expunge.errors import ExpungeError
+
+EXAMPLES = """examples:
+  expunge demo                                    # digits: original, retrain, finetune, ga; ~1 min on CPU
+  expunge run configs/experiments/digits.yaml train.epochs=10 data.forget=class:3
+  expunge train configs/experiments/digits.yaml model.name=mlp --local
+  expunge info                                    # registered datasets, models, methods, metrics
+  RAY_ADDRESS=127.0.0.1:6379 expunge run configs/experiments/digits.yaml   # on a running cluster
+"""
+
+DEMO_CONFIG = "experiments/digits.yaml"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from expunge.jobs.common import find_config, start_ray
+    from expunge.jobs.pipeline import run_pipeline
+    from expunge.config import load_config
+
+    cfg = load_config(find_config(args.config), args.overrides)
+    run_pipeline(cfg, args.rebuild, start_ray(args))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    args.config = DEMO_CONFIG
+    return _cmd_run(args)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from expunge.config import load_config
+    from expunge.jobs.common import find_config, start_ray
+    from expunge.jobs.original import run_original
+
+    cfg = load_config(find_config(args.config), args.overrides)
+    run_original(cfg, args.rebuild, start_ray(args))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from expunge.data import DATASETS
+    from expunge.metrics import METRICS
+    from expunge.models import MODELS
+    from expunge.unlearn import METHODS
+
+    print("datasets:")
+    for name, doc in DATASETS.describe().items():
+        print(f"  {name:<12} {doc}")
+    print("  hf:<name>    any Hugging Face `datasets` image dataset (local path, or hub name when online)")
+    print("models:")
+    for name, doc in MODELS.describe().items():
+        print(f"  {name:<12} {doc}")
+    print("unlearning methods:")
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        print(f"  {name:<12} {cls.describe_line() if hasattr(cls, 'describe_line') else METHODS.describe()[name]}")
+        params = ", ".join(f"{k}={v.default!r}" for k, v in cls.Config.model_fields.items())
+        print(f"  {'':<12}   params: {params}")
+        space = cls.Config.search_space()
+        if space:
+            print(f"  {'':<12}   search space: " + ", ".join(f"{k}~{d.kind}{list(d.args)}" for k, d in space.items()))
+    print("metrics:")
+    for name in METRICS.names():
+        m = METRICS.get(name)
+        print(f"  {name:<12} {m.doc.splitlines()[0] if m.doc else ''} (reads: {', '.join(m.requires)})")
+    return 0
+
+
+def _add_runtime(p: argparse.ArgumentParser) -> None:
+    from expunge.jobs.common import add_runtime_args
+
+    add_runtime_args(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="expunge", description="Machine unlearning: train, unlearn, sweep, audit.",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, config: bool) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help, epilog=EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        if config:
+            sp.add_argument("config", help="experiment YAML, e.g. configs/experiments/digits.yaml")
+        if name != "info":
+            sp.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (train.epochs=5)")
+            _add_runtime(sp)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("demo", _cmd_demo, "the showcase on embedded digits: original, retrain, finetune, ga; accuracy table",
+        config=False)
+    add("run", _cmd_run, "run an experiment config end to end (original -> unlearning methods -> table)",
+        config=True)
+    add("train", _cmd_train, "train (or reuse) the original model of a config", config=True)
+    add("info", _cmd_info, "list registered datasets, models, unlearning methods and metrics", config=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ExpungeError as exc:
+        print(f"expunge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("expunge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

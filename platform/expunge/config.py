@@ -1,0 +1,255 @@
+"""The experiment schema (one place), YAML loading and ``key=value`` overrides.
+
+Every section is a strict pydantic model: an unknown key, a wrong type or an out-of-range value is a
+:class:`~expunge.errors.ConfigError` naming the dotted key and what is allowed, raised before any
+compute. Names that live in registries (datasets, models, methods) are checked against them too.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from expunge.errors import ConfigError, ExpungeError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SizesConfig(Section):
+    """Held-out sets: a float in [0, 1) is a fraction, an int a count (see SplitPlan)."""
+
+    test: float | int = Field(0.2, ge=0)
+    calibration: float | int = Field(0.1, ge=0)
+    population: float | int = Field(0.1, ge=0)
+    shadow_pool: float | int = Field(0.0, ge=0)
+
+    @field_validator("test", "calibration", "population", "shadow_pool")
+    @classmethod
+    def _fraction_below_one(cls, v: float | int) -> float | int:
+        if isinstance(v, float) and v >= 1.0:
+            raise ValueError(f"a fraction must be < 1 (use an integer for a count), got {v}")
+        return v
+
+
+class DataConfig(Section):
+    dataset: str = "digits"
+    root: str | None = None
+    #: keyword arguments of the dataset loader (e.g. synthetic's n, shape, noise; cifar's download)
+    options: dict[str, Any] = Field(default_factory=dict)
+    forget: str = "random:0.1"
+    sizes: SizesConfig = Field(default_factory=SizesConfig)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from expunge.data import DATASETS
+
+        if not v.startswith("hf:") and v not in DATASETS:
+            raise ValueError(DATASETS.unknown_message(v))
+        return v
+
+    @field_validator("forget")
+    @classmethod
+    def _forget_spec(cls, v: str) -> str:
+        from expunge.data.splits import ForgetSpec
+
+        try:
+            return str(ForgetSpec.parse(v))
+        except ExpungeError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class ModelConfig(Section):
+    name: str = "cnn"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from expunge.models import MODELS
+
+        if not v.startswith("timm:") and v not in MODELS:
+            raise ValueError(MODELS.unknown_message(v))
+        return v
+
+
+class TrainConfig(Section):
+    """Hyperparameters of the plain training loop (originals, retrains, shadows, fine-tuning)."""
+
+    epochs: int = Field(30, ge=1, le=10_000)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0, le=100)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["cosine", "onecycle", "constant", "step"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment: bool = True
+    grad_clip: float | None = Field(None, gt=0)
+    #: bf16 autocast and channels_last apply on CUDA only
+    bf16: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    eval_batch_size: int = Field(1024, ge=1)
+
+
+class MethodSpec(Section):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class UnlearnConfig(Section):
+    methods: list[MethodSpec] = Field(default_factory=list)
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _names_to_specs(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list):
+            return [{"name": m} if isinstance(m, str) else m for m in v]
+        return v
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, v: list[MethodSpec]) -> list[MethodSpec]:
+        from expunge.unlearn import METHODS
+
+        for spec in v:
+            try:
+                METHODS.get(spec.name).parse_config(spec.params)
+            except ExpungeError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+
+class ExperimentConfig(Section):
+    """One experiment: data and split, model, the original's training, unlearning methods."""
+
+    name: str = "experiment"
+    seed: int = Field(0, ge=0)
+    #: run directory root: a local path or a pyarrow/fsspec URI (s3://, gs://, file://)
+    storage: str = "runs"
+    device: str = "auto"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    unlearn: UnlearnConfig = Field(default_factory=UnlearnConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", v) or ".." in v:
+            raise ValueError("must be 1-100 characters of letters, digits, '_', '-', '.' (no path separators)")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v):
+            raise ValueError("allowed: auto, cpu, cuda, cuda:<n>, mps")
+        return v
+
+    @property
+    def run_dir(self) -> str:
+        return join_uri(self.storage, self.name)
+
+
+def join_uri(base: str, *parts: str) -> str:
+    if "://" in base:
+        return "/".join([base.rstrip("/"), *parts])
+    return str(Path(base, *parts))
+
+
+# --- loading and overrides -------------------------------------------------------------------
+def _format_error(exc: ValidationError, model: type[BaseModel]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, err["loc"][:-1])
+            lines.append(f"{loc}: unknown key (allowed: {', '.join(allowed)})")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            got = err.get("input")
+            shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+            lines.append(f"{loc or 'config'}: {msg}{shown}")
+    return "; ".join(lines)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["train.epochs=5", "data.forget=class:3"]`` -> nested dict (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w.]*", key):
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {p}")
+        node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def validate(model: type[BaseModel], data: dict[str, Any], source: str = "config"):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_format_error(exc, model)}") from None
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
+                model: type[BaseModel] = ExperimentConfig):
+    """Read YAML (or defaults), apply ``key=value`` overrides, validate into ``model``."""
+    data = read_yaml(path) if path is not None else {}
+    data = deep_merge(data, parse_overrides(list(overrides)))
+    return validate(model, data, source=str(path) if path else "config")

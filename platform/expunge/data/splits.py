@@ -1,0 +1,254 @@
+"""SplitPlan: every index set an experiment uses, derived deterministically and hashed.
+
+From (dataset fingerprint, seed, forget spec, sizes) the plan derives, as positions into the dataset:
+
+* ``test`` - held out for TA and as the non-member set of MIAs;
+* ``calibration`` - held out for conformal metrics (CR, MIACR), never trained on;
+* ``population`` - held out reference samples for RMIA, never trained on;
+* ``shadow_pool`` - samples only shadow models train on (IAM's OUT-only shadows);
+* ``train`` - what the original model trains on, split into ``forget`` and ``retain``.
+
+When the source has an official test part (CIFAR), ``test``, ``calibration`` and ``population`` are
+carved from it (as the CPU reference code carves its 2,000 calibration samples from CIFAR's test
+set) and ``shadow_pool`` from the official train part; otherwise everything is carved from the pool.
+
+Forget specs: ``random:<fraction or count>``, ``class:<c>``, ``class_percentage:<c>:<ratio>``,
+``indices:<file>`` (a ``.npy`` or whitespace-separated ``.txt`` of dataset positions, all in train).
+
+``plan.hash`` covers the dataset fingerprint, seed, spec, sizes and every index, so a stage given a
+plan other than the one its inputs were built on refuses to run (:meth:`SplitPlan.require`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from expunge.data.base import ImageDataset
+from expunge.errors import ArtifactError, DataError
+
+SETS = ("train", "test", "calibration", "population", "shadow_pool", "forget", "retain")
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """Held-out set sizes: a float in [0, 1) is a fraction of the part it is carved from, an int a count."""
+
+    test: float | int = 0.2
+    calibration: float | int = 0.1
+    population: float | int = 0.1
+    shadow_pool: float | int = 0.0
+
+
+@dataclass(frozen=True)
+class ForgetSpec:
+    """A parsed forget spec."""
+
+    kind: str
+    value: float | int | str | None = None
+    cls: int | None = None
+
+    @staticmethod
+    def parse(spec: str) -> "ForgetSpec":
+        kind, _, rest = spec.partition(":")
+        try:
+            if kind == "random":
+                value: float | int = float(rest) if any(ch in rest for ch in ".eE") else int(rest)
+                if isinstance(value, float) and not 0.0 < value < 1.0:
+                    raise DataError(f"forget spec {spec!r}: fraction must be in (0, 1), got {value}")
+                if isinstance(value, int) and value < 1:
+                    raise DataError(f"forget spec {spec!r}: count must be >= 1, got {value}")
+                return ForgetSpec("random", value)
+            if kind == "class":
+                return ForgetSpec("class", cls=int(rest))
+            if kind == "class_percentage":
+                c, _, ratio = rest.partition(":")
+                r = float(ratio)
+                if not 0.0 < r <= 1.0:
+                    raise DataError(f"forget spec {spec!r}: ratio must be in (0, 1], got {r}")
+                return ForgetSpec("class_percentage", r, cls=int(c))
+            if kind == "indices":
+                if not rest:
+                    raise ValueError("no file")
+                return ForgetSpec("indices", rest)
+        except ValueError as exc:
+            raise DataError(f"forget spec {spec!r} is malformed ({exc})") from None
+        raise DataError(f"forget spec {spec!r}: unknown kind {kind!r} (allowed: random:<fraction|count>, "
+                        "class:<c>, class_percentage:<c>:<ratio>, indices:<file>)")
+
+    def __str__(self) -> str:
+        if self.kind == "random":
+            return f"random:{self.value}"
+        if self.kind == "class":
+            return f"class:{self.cls}"
+        if self.kind == "class_percentage":
+            return f"class_percentage:{self.cls}:{self.value}"
+        return f"indices:{self.value}"
+
+
+def _count(size: float | int, n: int, name: str) -> int:
+    if isinstance(size, float) and not isinstance(size, bool):
+        if not 0.0 <= size < 1.0:
+            raise DataError(f"split size {name}={size}: a fraction must be in [0, 1)")
+        return int(round(size * n))
+    if size < 0 or size > n:
+        raise DataError(f"split size {name}={size}: a count must be in [0, {n}]")
+    return int(size)
+
+
+def _read_indices(path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"forget indices file not found: {path}")
+    try:
+        if p.suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        else:
+            arr = np.array(p.read_text().split(), dtype=np.float64)
+    except ValueError as exc:
+        raise DataError(f"forget indices file {path} is unreadable ({exc})") from None
+    arr = np.asarray(arr).ravel()
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise DataError(f"forget indices file {path} holds non-integer or NaN values")
+    elif arr.dtype.kind not in "iu":
+        raise DataError(f"forget indices file {path} must hold integers, got {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+@dataclass
+class SplitPlan:
+    """Index arrays (dataset positions) for every set, plus what they were derived from."""
+
+    dataset: str
+    dataset_fingerprint: str
+    seed: int
+    forget_spec: str
+    sizes: SplitSizes
+    num_classes: int
+    indices: dict[str, np.ndarray]
+    forget_class: int | None = None
+    hash: str = field(default="")
+
+    def __post_init__(self) -> None:
+        self.indices = {k: np.asarray(v, dtype=np.int64) for k, v in self.indices.items()}
+        computed = self._compute_hash()
+        if self.hash and self.hash != computed:
+            raise ArtifactError(f"split plan hash mismatch: stored {self.hash[:12]}, content {computed[:12]}")
+        self.hash = computed
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name in SETS and "indices" in self.__dict__:
+            return self.__dict__["indices"][name]
+        raise AttributeError(name)
+
+    def _compute_hash(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps(self.meta(with_hash=False), sort_keys=True).encode())
+        for name in SETS:
+            h.update(name.encode())
+            h.update(self.indices[name].astype("<i8").tobytes())
+        return h.hexdigest()
+
+    def meta(self, with_hash: bool = True) -> dict:
+        m = {"dataset": self.dataset, "dataset_fingerprint": self.dataset_fingerprint, "seed": self.seed,
+             "forget_spec": self.forget_spec, "sizes": self.sizes.__dict__, "num_classes": self.num_classes,
+             "forget_class": self.forget_class, "counts": {k: int(len(v)) for k, v in self.indices.items()}}
+        if with_hash:
+            m["hash"] = self.hash
+        return m
+
+    # --- construction ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, dataset: ImageDataset, seed: int, forget_spec: str,
+               sizes: SplitSizes | None = None) -> "SplitPlan":
+        """Derive the plan; the same (dataset content, seed, spec, sizes) always gives the same plan."""
+        sizes = sizes or SplitSizes()
+        spec = ForgetSpec.parse(forget_spec)
+        rng = np.random.Generator(np.random.PCG64(seed))
+        n = len(dataset)
+        if dataset.is_test is not None and dataset.is_test.any():
+            held_pool = rng.permutation(np.flatnonzero(dataset.is_test))
+            train_pool = rng.permutation(np.flatnonzero(~dataset.is_test))
+            n_cal = _count(sizes.calibration, len(held_pool), "calibration")
+            n_pop = _count(sizes.population, len(held_pool), "population")
+            calibration, population = held_pool[:n_cal], held_pool[n_cal:n_cal + n_pop]
+            test = held_pool[n_cal + n_pop:]
+            n_sh = _count(sizes.shadow_pool, len(train_pool), "shadow_pool")
+            shadow_pool, train = train_pool[:n_sh], train_pool[n_sh:]
+        else:
+            perm = rng.permutation(n)
+            counts = [_count(getattr(sizes, k), n, k) for k in ("test", "calibration", "population", "shadow_pool")]
+            cuts = np.cumsum(counts)
+            test, calibration, population, shadow_pool = (perm[a:b] for a, b in zip([0, *cuts[:-1]], cuts))
+            train = perm[cuts[-1]:]
+        if len(test) == 0 or len(train) < 2:
+            raise DataError(f"split sizes {sizes.__dict__} leave {len(train)} train and {len(test)} test samples")
+        train = np.sort(train)
+        forget = cls._forget(dataset, spec, train, rng)
+        retain = np.setdiff1d(train, forget, assume_unique=True)
+        if len(retain) == 0:
+            raise DataError(f"forget spec {forget_spec!r} leaves an empty retain set")
+        indices = {"train": train, "test": np.sort(test), "calibration": np.sort(calibration),
+                   "population": np.sort(population), "shadow_pool": np.sort(shadow_pool),
+                   "forget": np.sort(forget), "retain": retain}
+        return cls(dataset.name, dataset.fingerprint, int(seed), str(spec), sizes, dataset.num_classes,
+                   indices, forget_class=spec.cls)
+
+    @staticmethod
+    def _forget(dataset: ImageDataset, spec: ForgetSpec, train: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+        labels = dataset.labels.numpy()
+        if spec.cls is not None and not 0 <= spec.cls < dataset.num_classes:
+            raise DataError(f"forget spec {spec}: class {spec.cls} out of range 0..{dataset.num_classes - 1}")
+        if spec.kind == "random":
+            k = int(round(spec.value * len(train))) if isinstance(spec.value, float) else int(spec.value)
+            if not 1 <= k < len(train):
+                raise DataError(f"forget spec {spec}: selects {k} of {len(train)} train samples; "
+                                "need at least 1 and fewer than all")
+            forget = rng.choice(train, size=k, replace=False)
+        elif spec.kind in ("class", "class_percentage"):
+            members = train[labels[train] == spec.cls]
+            ratio = 1.0 if spec.kind == "class" else float(spec.value)
+            k = int(round(ratio * len(members)))
+            forget = rng.choice(members, size=k, replace=False) if k < len(members) else members
+        else:
+            forget = _read_indices(str(spec.value))
+            if forget.min(initial=0) < 0 or forget.max(initial=0) >= len(dataset):
+                raise DataError(f"forget indices out of range 0..{len(dataset) - 1} in {spec.value}")
+            if len(np.unique(forget)) != len(forget):
+                raise DataError(f"forget indices file {spec.value} has duplicate indices")
+            outside = np.setdiff1d(forget, train)
+            if len(outside):
+                raise DataError(f"{len(outside)} forget indices are not in the train split "
+                                f"(first: {int(outside[0])}); forget samples must be training samples")
+        if len(forget) == 0:
+            raise DataError(f"forget spec {spec} selects an empty forget set")
+        return np.sort(np.asarray(forget, dtype=np.int64))
+
+    # --- persistence and checks --------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        return dict(self.indices)
+
+    @classmethod
+    def from_arrays(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "SplitPlan":
+        missing = [k for k in SETS if k not in arrays]
+        if missing:
+            raise ArtifactError(f"split plan is missing index sets {missing}")
+        return cls(meta["dataset"], meta["dataset_fingerprint"], int(meta["seed"]), meta["forget_spec"],
+                   SplitSizes(**meta["sizes"]), int(meta["num_classes"]), {k: arrays[k] for k in SETS},
+                   forget_class=meta.get("forget_class"), hash=meta["hash"])
+
+    def require(self, expected_hash: str, what: str) -> None:
+        """Refuse to go on when ``what`` was built on a different plan."""
+        if expected_hash != self.hash:
+            raise ArtifactError(f"{what} was built on split plan {expected_hash[:12]}, but the current plan "
+                                f"is {self.hash[:12]}; rebuild it (--rebuild) or use its run directory")
+
+    def check_dataset(self, dataset: ImageDataset) -> None:
+        if dataset.fingerprint != self.dataset_fingerprint:
+            raise ArtifactError(f"split plan was made for dataset {self.dataset} with fingerprint "
+                                f"{self.dataset_fingerprint[:12]}, but the loaded data has {dataset.fingerprint[:12]}")

@@ -1,0 +1,48 @@
+"""Run stage functions as Ray tasks, gathering results as they finish with one progress bar."""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from expunge.errors import ExpungeError
+
+
+def run_tasks(fn: Callable[..., Any], calls: Sequence[dict[str, Any]], *, num_cpus: float = 1,
+              num_gpus: float = 0, max_retries: int = 1, desc: str = "tasks",
+              use_ray: bool = True) -> list[Any]:
+    """``[fn(**kw) for kw in calls]``, as parallel Ray tasks when ``use_ray`` (results in call order).
+
+    Without Ray the calls run one after another in this process: the same code path the GPU
+    benchmark machine (which has no Ray) uses.
+    """
+    bar = tqdm(total=len(calls), desc=desc, unit="task", leave=True, dynamic_ncols=True)
+    try:
+        if not use_ray:
+            results = []
+            for kw in calls:
+                results.append(fn(**kw))
+                bar.update(1)
+            return results
+        import ray
+
+        remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries)(fn)
+        refs = [remote.remote(**kw) for kw in calls]
+        order = {ref: i for i, ref in enumerate(refs)}
+        results = [None] * len(refs)
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                try:
+                    results[order[ref]] = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    # surface the user-facing error itself, not Ray's wrapped traceback
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, ExpungeError):
+                        raise cause from None
+                    raise
+                bar.update(1)
+        return results
+    finally:
+        bar.close()

@@ -1,0 +1,228 @@
+"""The stages of one experiment as plain functions over the artifact store (no Ray here).
+
+``split`` -> ``original`` -> ``unlearn`` (one call per method) -> ``accuracy_table``. Each stage reads
+what it needs from the store, reuses an artifact whose manifest matches its request, refuses one that
+does not (or recomputes it when ``rebuild`` is set), and stores what it produced. Each model's
+per-sample logits on every audit set are computed once, right after the model is made, and cached as
+an ``outputs`` artifact that every metric reads. ``expunge.distributed`` runs these functions as Ray
+tasks; called directly they run in-process (the GPU benchmark machine has no Ray).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from functools import cached_property
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from expunge.config import ExperimentConfig, MethodSpec
+from expunge.data import DeviceData, ImageDataset, SplitPlan, SplitSizes, load_dataset
+from expunge.errors import ArtifactError
+from expunge.metrics import METRICS, Outputs
+from expunge.models import create_model
+from expunge.store import Artifact, Store
+from expunge.store.serialize import normalize
+from expunge.train.engine import evaluate, resolve_device, seed_everything, train
+from expunge.unlearn import METHODS, UnlearnContext, unlearn
+
+#: sets whose logits are cached for every model
+AUDIT_SETS = ("forget", "retain", "test", "calibration", "population")
+WEIGHTS = "weights.safetensors"
+
+
+def short_hash(obj: Any, n: int = 8) -> str:
+    return hashlib.sha256(json.dumps(normalize(obj), sort_keys=True).encode()).hexdigest()[:n]
+
+
+def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A model's state as plain tensors (``torch.compile`` prefixes stripped, shared storage cloned)."""
+    return {k.removeprefix("_orig_mod."): v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True, file=sys.stderr)
+
+
+class Experiment:
+    """A config bound to its run directory; loads data and the split plan lazily, once."""
+
+    def __init__(self, cfg: ExperimentConfig, rebuild: bool = False, verbose: bool = True) -> None:
+        self.cfg = cfg
+        self.rebuild = rebuild
+        self.verbose = verbose
+        self.store = Store(cfg.run_dir)
+
+    # --- inputs ------------------------------------------------------------------------------
+    @cached_property
+    def dataset(self) -> ImageDataset:
+        d = self.cfg.data
+        return load_dataset(d.dataset, root=d.root, **d.options)
+
+    @cached_property
+    def device(self) -> torch.device:
+        return resolve_device(self.cfg.device)
+
+    @cached_property
+    def data(self) -> DeviceData:
+        return DeviceData(self.dataset, self.device, channels_last=self.cfg.train.channels_last)
+
+    @cached_property
+    def plan(self) -> SplitPlan:
+        art = self._fetch("split", "plan", self._split_expect(), self._build_split)
+        plan = SplitPlan.from_arrays(art.read("plan.json"), {k: art.read(f"{k}.npy") for k in
+                                                              ("train", "test", "calibration", "population",
+                                                               "shadow_pool", "forget", "retain")})
+        plan.check_dataset(self.dataset)
+        return plan
+
+    def _split_expect(self) -> dict[str, Any]:
+        d = self.cfg.data
+        return {"config": {"dataset": d.dataset, "options": d.options, "forget": d.forget,
+                           "sizes": d.sizes.model_dump(), "fingerprint": self.dataset.fingerprint},
+                "seed": self.cfg.seed}
+
+    def _build_split(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        d = self.cfg.data
+        plan = SplitPlan.create(self.dataset, self.cfg.seed, d.forget, SplitSizes(**d.sizes.model_dump()))
+        files = {f"{k}.npy": v for k, v in plan.arrays().items()}
+        files["plan.json"] = plan.meta()
+        return files, {"split_hash": plan.hash}
+
+    # --- store access ------------------------------------------------------------------------
+    def _fetch(self, kind: str, key: str, expect: dict[str, Any],
+               build: Callable[[], tuple[dict[str, Any], dict[str, Any]]]) -> Artifact:
+        """The stored artifact if it matches ``expect``; else build and store it (or refuse)."""
+        try:
+            art = self.store.get(kind, key, expect=expect, verify=True)
+        except ArtifactError:
+            if not self.rebuild:
+                raise
+            if self.verbose:
+                log(f"rebuilding {kind}/{key}")
+            art = None
+        if art is not None:
+            return art
+        files, extra = build()
+        return self.store.put(kind, key, files, replace=True, **{**expect, **extra})
+
+    def model_factory(self) -> nn.Module:
+        m = self.cfg.model
+        return create_model(m.name, self.dataset.num_classes, self.dataset.in_shape, **m.kwargs)
+
+    def load_model(self, key: str) -> nn.Module:
+        art = self.store.get("models", key)
+        if art is None:
+            raise ArtifactError(f"model {key} is not in {self.store.uri}; run its stage first")
+        model = self.model_factory()
+        try:
+            model.load_state_dict(art.read(WEIGHTS))
+        except RuntimeError as exc:
+            raise ArtifactError(f"artifact models/{key}: weights do not fit model {self.cfg.model.name} "
+                                f"({str(exc).splitlines()[0]})") from None
+        return model.to(self.device).eval()
+
+    # --- stages ------------------------------------------------------------------------------
+    def original_expect(self) -> dict[str, Any]:
+        return {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump()},
+                "split_hash": self.plan.hash, "seed": self.cfg.seed}
+
+    def original(self) -> Artifact:
+        """Train the original model on the train split (or reuse the stored one)."""
+
+        def build():
+            seed_everything(self.cfg.seed)
+            model = self.model_factory().to(self.device)
+            if self.device.type == "cuda" and self.cfg.train.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            t0 = time.perf_counter()
+            history = train(model, self.data, self.plan.train, self.cfg.train, seed=self.cfg.seed,
+                            callback=self._epoch_logger("original", self.cfg.train.epochs))
+            seconds = time.perf_counter() - t0
+            self._cache_outputs("original", model)
+            return {WEIGHTS: state_tensors(model), "history.json": history}, {"run_time_s": seconds}
+
+        return self._fetch("models", "original", self.original_expect(), build)
+
+    def unlearned_key(self, spec: MethodSpec) -> str:
+        cfg = METHODS.get(spec.name).parse_config(spec.params)
+        return f"{spec.name}-{short_hash(cfg.model_dump())}"
+
+    def unlearn(self, spec: MethodSpec, callback: Callable[[dict], None] | None = None) -> Artifact:
+        """Apply one unlearning method to the stored original (or reuse its stored result)."""
+        method_cls = METHODS.get(spec.name)
+        mcfg = method_cls.parse_config(spec.params)
+        method_cls.check(self.plan, mcfg)
+        original = self.original()
+        expect = {"config": {"method": spec.name, "params": mcfg.model_dump(),
+                             "original": original.manifest["content_hash"]},
+                  "split_hash": self.plan.hash, "seed": self.cfg.seed}
+        key = self.unlearned_key(spec)
+
+        def build():
+            seed_everything(self.cfg.seed + 17)
+            ctx = UnlearnContext(self.load_model("original"), self.data, self.plan, self.cfg.train,
+                                 self._seeded_factory, seed=self.cfg.seed,
+                                 callback=callback or self._epoch_logger(spec.name, None))
+            result = unlearn(spec.name, spec.params, ctx)
+            self._cache_outputs(key, result.model)
+            if self.verbose:
+                log(f"{spec.name}: done in {result.seconds:.1f}s")
+            return {WEIGHTS: state_tensors(result.model)}, {"run_time_s": result.seconds, "method": spec.name}
+
+        return self._fetch("models", key, expect, build)
+
+    def _seeded_factory(self) -> nn.Module:
+        torch.manual_seed(self.cfg.seed + 1)
+        return self.model_factory()
+
+    def _epoch_logger(self, what: str, total: int | None) -> Callable[[dict], None]:
+        def cb(rec: dict) -> None:
+            if not self.verbose:
+                return
+            e = rec["epoch"]
+            every = max(1, (total or 10) // 5)
+            if e == 1 or e % every == 0 or e == total:
+                acc = f" train_acc {rec['train_acc']:.3f}" if "train_acc" in rec else ""
+                log(f"{what}: epoch {e}{'/' + str(total) if total else ''} loss {rec['loss']:.4f}{acc}")
+
+        return cb
+
+    # --- outputs cache -----------------------------------------------------------------------
+    def _cache_outputs(self, model_key: str, model: nn.Module) -> Artifact:
+        files: dict[str, Any] = {}
+        for name in AUDIT_SETS:
+            idx = self.plan.indices[name]
+            files[f"logits_{name}.npy"] = evaluate(model, self.data, idx, self.cfg.train.eval_batch_size)
+            files[f"labels_{name}.npy"] = self.dataset.labels.numpy()[idx]
+            files[f"ids_{name}.npy"] = idx
+        return self.store.put("outputs", model_key, files, config={"model": model_key, "sets": list(AUDIT_SETS)},
+                              split_hash=self.plan.hash, seed=self.cfg.seed, replace=True)
+
+    def outputs(self, model_key: str) -> dict[str, Outputs]:
+        """Cached per-sample outputs of a stored model; recomputed from its weights only if absent."""
+        art = self.store.get("outputs", model_key, expect={"split_hash": self.plan.hash})
+        if art is None:
+            art = self._cache_outputs(model_key, self.load_model(model_key))
+        return {s: Outputs(art.read(f"logits_{s}.npy"), art.read(f"labels_{s}.npy"), art.read(f"ids_{s}.npy"))
+                for s in AUDIT_SETS}
+
+    # --- tables ------------------------------------------------------------------------------
+    def accuracy_table(self, model_keys: list[str]) -> pd.DataFrame:
+        """UA, RA, TA (and forget-class TA) plus RTE for each model; stored as parquet + CSV."""
+        rows = []
+        for key in model_keys:
+            art = self.store.get("models", key)
+            res = METRICS.get("accuracy")(self.outputs(key), forget_class=self.plan.forget_class)
+            rows.append({"model": key, "method": art.manifest.get("method", key),
+                         **{k: round(100 * v, 2) for k, v in res.summary.items()},
+                         "RTE_s": round(float(art.manifest.get("run_time_s", float("nan"))), 2)})
+        table = pd.DataFrame(rows)
+        self.store.put("tables", "accuracy", {"accuracy.parquet": table, "accuracy.csv": table},
+                       split_hash=self.plan.hash, seed=self.cfg.seed, replace=True)
+        return table

@@ -1,0 +1,218 @@
+"""The unlearning method contract and the shared loop every iterative method runs in.
+
+A method is one module: a registered :class:`UnlearnMethod` subclass with a typed ``Config``
+(defaults from its paper or reference code, ``search_space()`` for sweeps). The shared loop
+(:func:`run_loop`, after SalUn's ``iterative_unlearn``) owns epochs, optimizer, learning-rate schedule,
+device and per-epoch reporting; a method supplies only what is its own: its data mix
+(``batches``), its loss (``loss``), and optional hooks around the optimizer step (gradient masks,
+weight noise).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from abc import ABC
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from expunge.config import TrainConfig, _format_error
+from expunge.data.device import DeviceData
+from expunge.data.splits import SplitPlan
+from expunge.errors import ConfigError
+from expunge.registry import Registry
+from expunge.search_space import Domain, loguniform, randint
+from expunge.train.engine import _autocast, build_optimizer, lr_factor
+
+METHODS: Registry[type["UnlearnMethod"]] = Registry("unlearning method")
+
+
+def register_method(name: str):
+    def deco(cls: type[UnlearnMethod]) -> type[UnlearnMethod]:
+        cls.name = name
+        return METHODS.register(name)(cls)
+
+    return deco
+
+
+class MethodConfig(BaseModel):
+    """Hyperparameters every iterative method shares; subclasses add their own and change defaults."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    epochs: int = Field(5, ge=0, le=10_000)
+    lr: float = Field(0.01, gt=0, le=100)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["constant", "cosine", "onecycle", "step"] = "cosine"
+    augment: bool = False
+
+    @classmethod
+    def search_space(cls) -> dict[str, Domain]:
+        return {"lr": loguniform(1e-4, 1e-1), "epochs": randint(1, 11)}
+
+
+@dataclass
+class Batch:
+    """One step's data: forget and/or retain tensors, plus a tag a method may branch on."""
+
+    forget: tuple[torch.Tensor, torch.Tensor] | None = None
+    retain: tuple[torch.Tensor, torch.Tensor] | None = None
+    tag: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class UnlearnContext:
+    """Everything a method may use. ``original`` is never modified: methods work on a copy."""
+
+    original: nn.Module
+    data: DeviceData
+    plan: SplitPlan
+    train_cfg: TrainConfig
+    model_factory: Callable[[], nn.Module]
+    seed: int = 0
+    callback: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    def generator(self, salt: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + salt)
+
+    def loader(self, which: str, batch_size: int, shuffle: bool = True, augment: bool = False,
+               generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        return self.data.loader(self.plan.indices[which], batch_size, shuffle=shuffle, augment=augment,
+                                generator=generator)
+
+
+class UnlearnMethod(ABC):
+    """Base class; see the module docstring. Subclasses set ``Config`` and override what they own."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    #: forget-spec kinds the method applies to (None: all)
+    forget_kinds: ClassVar[tuple[str, ...] | None] = None
+
+    # --- configuration -----------------------------------------------------------------------
+    @classmethod
+    def parse_config(cls, params: dict[str, Any] | None) -> MethodConfig:
+        try:
+            return cls.Config.model_validate(params or {})
+        except ValidationError as exc:
+            raise ConfigError(f"method {cls.name}: {_format_error(exc, cls.Config)}") from None
+
+    @classmethod
+    def check(cls, plan: SplitPlan, cfg: MethodConfig) -> None:
+        """Refuse, before any compute, a forget spec the method does not apply to."""
+        kind = plan.forget_spec.split(":", 1)[0]
+        if cls.forget_kinds is not None and kind not in cls.forget_kinds:
+            raise ConfigError(f"method {cls.name} applies to forget specs {', '.join(cls.forget_kinds)}; "
+                              f"got {plan.forget_spec}")
+
+    # --- what a method owns ------------------------------------------------------------------
+    def prepare(self, ctx: UnlearnContext, cfg: MethodConfig, model: nn.Module) -> None:
+        """One-off work before the loop (a saliency mask, a teacher, new soft labels)."""
+
+    def batches(self, ctx: UnlearnContext, cfg: MethodConfig, epoch: int,
+                gen: torch.Generator) -> Iterator[Batch]:
+        """The data mix of one epoch; default: the retain set."""
+        for x, y, _ in ctx.loader("retain", cfg.batch_size, augment=cfg.augment, generator=gen):
+            yield Batch(retain=(x, y))
+
+    def loss(self, ctx: UnlearnContext, cfg: MethodConfig, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The method's objective for one batch (minimised by the shared loop)."""
+        x, y = batch.retain
+        return nn.functional.cross_entropy(model(x), y)
+
+    def before_step(self, ctx: UnlearnContext, cfg: MethodConfig, model: nn.Module, epoch: int) -> None:
+        """Called between ``backward`` and ``optimizer.step`` (e.g. mask gradients)."""
+
+    def after_step(self, ctx: UnlearnContext, cfg: MethodConfig, model: nn.Module, epoch: int) -> None:
+        """Called after ``optimizer.step`` (e.g. add weight noise)."""
+
+    def steps_per_epoch(self, ctx: UnlearnContext, cfg: MethodConfig) -> int:
+        return max(1, math.ceil(len(ctx.plan.retain) / cfg.batch_size))
+
+    def run(self, ctx: UnlearnContext, cfg: MethodConfig) -> nn.Module:
+        """Default: copy the original and run the shared loop with this method's hooks."""
+        model = copy.deepcopy(ctx.original).to(ctx.device)
+        self.prepare(ctx, cfg, model)
+        return run_loop(self, ctx, cfg, model)
+
+
+def run_loop(method: UnlearnMethod, ctx: UnlearnContext, cfg: MethodConfig, model: nn.Module) -> nn.Module:
+    """The shared loop: optimizer, per-step schedule, epochs, per-epoch report to ``ctx.callback``."""
+    train_view = TrainConfig(optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
+                             weight_decay=cfg.weight_decay, nesterov=False)
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], train_view)
+    total = max(1, cfg.epochs * method.steps_per_epoch(ctx, cfg))
+    step = 0
+    model.train()
+    for epoch in range(cfg.epochs):
+        gen = ctx.generator(epoch + 1)
+        t0 = time.perf_counter()
+        loss_sum, n = 0.0, 0
+        for batch in method.batches(ctx, cfg, epoch, gen):
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(cfg.schedule, min(step, total - 1), total, 0)
+            with _autocast(ctx.device, ctx.train_cfg.bf16):
+                loss = method.loss(ctx, cfg, model, batch)
+            if loss is None:  # a step the method skips (e.g. an empty forget batch)
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            loss.float().backward()
+            method.before_step(ctx, cfg, model, epoch)
+            optimizer.step()
+            method.after_step(ctx, cfg, model, epoch)
+            loss_sum += float(loss.detach())
+            n += 1
+            step += 1
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(f"{method.name}: loss diverged at epoch {epoch + 1}; lower lr")
+        if ctx.callback is not None:
+            ctx.callback({"epoch": epoch + 1, "loss": loss_sum / max(1, n), "seconds": time.perf_counter() - t0,
+                          "_model": model})
+    model.eval()
+    return model
+
+
+@dataclass
+class UnlearnResult:
+    model: nn.Module
+    config: MethodConfig
+    seconds: float
+
+
+def unlearn(method_name: str, params: dict[str, Any] | None, ctx: UnlearnContext) -> UnlearnResult:
+    """Validate, check applicability, run a method and time it (RTE, wall-clock seconds)."""
+    method_cls = METHODS.get(method_name)
+    cfg = method_cls.parse_config(params)
+    method_cls.check(ctx.plan, cfg)
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    t0 = time.perf_counter()
+    model = method_cls().run(ctx, cfg)
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    return UnlearnResult(model, cfg, time.perf_counter() - t0)
+
+
+def forget_mask(plan: SplitPlan, idx: torch.Tensor) -> torch.Tensor:
+    """Boolean mask of which dataset positions in ``idx`` are forget samples."""
+    forget = torch.as_tensor(plan.forget, device=idx.device)
+    return torch.isin(idx, forget)
+
+
+def assert_no_forget(plan: SplitPlan, indices: np.ndarray) -> None:
+    leaked = np.intersect1d(indices, plan.forget)
+    if len(leaked):
+        raise AssertionError(f"{len(leaked)} forget samples would reach a retrain data loader")
