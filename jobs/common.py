@@ -25,6 +25,17 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="recompute artifacts that are corrupt or do not match this config (never silently)")
 
 
+def parse_with_overrides(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse options and ``key=value`` overrides in any order (``run CFG --local a=1 --rebuild b=2``)."""
+    args, extra = p.parse_known_args(argv)
+    stray = [a for a in extra if "=" not in a or a.startswith("-")]
+    if stray:
+        p.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*getattr(args, "overrides", []), *extra]
+    return args
+
+
 def find_config(path: str) -> str:
     """A config path as given, or relative to the repository's configs/ folder."""
     p = Path(path)

@@ -6,7 +6,7 @@ from typing import Any
 
 from expunge.config import ExperimentConfig
 from expunge.experiment import Experiment, log
-from expunge.jobs.common import add_common_args, load, main_wrapper, start_ray
+from expunge.jobs.common import add_common_args, load, main_wrapper, parse_with_overrides, start_ray
 
 
 def original_task(cfg: dict[str, Any], rebuild: bool) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def original_task(cfg: dict[str, Any], rebuild: bool) -> dict[str, Any]:
 def run_original(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
     from expunge.distributed import run_tasks
 
-    Experiment(cfg, rebuild=rebuild).plan  # split (and its validation) in the driver, before any compute
+    Experiment(cfg, rebuild=rebuild).preflight([])  # split and stored-artifact checks before any compute
     (res,) = run_tasks(original_task, [{"cfg": cfg.model_dump(), "rebuild": rebuild}], desc="original",
                        use_ray=use_ray)
     log(f"original model: {res['path']}")
@@ -30,7 +30,7 @@ def run_original(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = T
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m expunge.jobs.original", description=__doc__)
     add_common_args(p)
-    args = p.parse_args(argv)
+    args = parse_with_overrides(p, argv)
     cfg = load(args)
     run_original(cfg, args.rebuild, start_ray(args))
     return 0

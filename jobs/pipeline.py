@@ -12,10 +12,9 @@ import pandas as pd
 
 from expunge.config import ExperimentConfig, MethodSpec
 from expunge.experiment import Experiment, log
-from expunge.jobs.common import add_common_args, load, main_wrapper, start_ray
+from expunge.jobs.common import add_common_args, load, main_wrapper, parse_with_overrides, start_ray
 from expunge.jobs.original import run_original
 from expunge.report.markdown import markdown_table
-from expunge.unlearn import METHODS
 
 
 def unlearn_task(cfg: dict[str, Any], spec: dict[str, Any], rebuild: bool) -> dict[str, Any]:
@@ -29,10 +28,8 @@ def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = T
     from expunge.distributed import run_tasks
 
     ex = Experiment(cfg, rebuild=rebuild)
+    ex.preflight(cfg.unlearn.methods)
     plan = ex.plan
-    for spec in cfg.unlearn.methods:  # refuse inapplicable methods before any training
-        method = METHODS.get(spec.name)
-        method.check(plan, method.parse_config(spec.params))
     log(f"run {cfg.name}: {cfg.data.dataset}, forget {cfg.data.forget} ({len(plan.forget)} of "
         f"{len(plan.train)} train samples), model {cfg.model.name}, storage {ex.store.uri}")
     run_original(cfg, rebuild, use_ray)
@@ -65,7 +62,7 @@ def write_summary(ex: Experiment, table: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m expunge.jobs.pipeline", description=__doc__)
     add_common_args(p)
-    args = p.parse_args(argv)
+    args = parse_with_overrides(p, argv)
     cfg = load(args)
     run_pipeline(cfg, args.rebuild, start_ray(args))
     return 0

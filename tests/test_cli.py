@@ -88,7 +88,7 @@ def test_bad_input_exits_2_before_compute(tmp_path, capsys, override, needle):
     line = err.strip()
     assert line.startswith("expunge: error:") and len(line.splitlines()) == 1 and needle in line, line
     assert artifacts(tmp_path) == []  # nothing written, let alone half-written
-    assert "epoch" not in err
+    assert "loss" not in err  # no training step ran
 
 
 def test_missing_config_file(tmp_path, capsys):

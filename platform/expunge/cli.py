@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from expunge.jobs.common import parse_with_overrides
+
+    args = parse_with_overrides(build_parser(), argv)
     try:
         return args.fn(args)
     except ExpungeError as exc:

@@ -127,6 +127,23 @@ class Experiment:
                                 f"({str(exc).splitlines()[0]})") from None
         return model.to(self.device).eval()
 
+    def preflight(self, methods: list[MethodSpec]) -> None:
+        """Before any compute: refuse inapplicable methods and stored artifacts that do not match.
+
+        With ``rebuild`` a mismatching or corrupt artifact is left for its stage to replace.
+        """
+        plan = self.plan
+        for spec in methods:
+            method = METHODS.get(spec.name)
+            method.check(plan, method.parse_config(spec.params))
+        if self.rebuild:
+            return
+        original = self.store.get("models", "original", expect=self.original_expect(), verify=True)
+        for spec in methods:
+            if original is not None:
+                self.store.get("models", self.unlearned_key(spec), expect=self._unlearn_expect(spec, original),
+                               verify=True)
+
     # --- stages ------------------------------------------------------------------------------
     def original_expect(self) -> dict[str, Any]:
         return {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump()},
@@ -158,10 +175,7 @@ class Experiment:
         method_cls = METHODS.get(spec.name)
         mcfg = method_cls.parse_config(spec.params)
         method_cls.check(self.plan, mcfg)
-        original = self.original()
-        expect = {"config": {"method": spec.name, "params": mcfg.model_dump(),
-                             "original": original.manifest["content_hash"]},
-                  "split_hash": self.plan.hash, "seed": self.cfg.seed}
+        expect = self._unlearn_expect(spec, self.original())
         key = self.unlearned_key(spec)
 
         def build():
@@ -176,6 +190,11 @@ class Experiment:
             return {WEIGHTS: state_tensors(result.model)}, {"run_time_s": result.seconds, "method": spec.name}
 
         return self._fetch("models", key, expect, build)
+
+    def _unlearn_expect(self, spec: MethodSpec, original: Artifact) -> dict[str, Any]:
+        params = METHODS.get(spec.name).parse_config(spec.params).model_dump()
+        return {"config": {"method": spec.name, "params": params, "original": original.manifest["content_hash"]},
+                "split_hash": self.plan.hash, "seed": self.cfg.seed}
 
     def _seeded_factory(self) -> nn.Module:
         torch.manual_seed(self.cfg.seed + 1)
