@@ -149,6 +149,27 @@ class UnlearnMethod(ABC):
         return run_loop(self, ctx, cfg, model)
 
 
+def paired_batches(ctx: UnlearnContext, cfg: MethodConfig, gen: torch.Generator, primary: str = "retain",
+                   forget_batch_size: int | None = None) -> Iterator[Batch]:
+    """One epoch over ``primary`` ("retain" or "forget"), each step paired with a batch of the other set.
+
+    The secondary set is cycled (reshuffled each pass) so every step sees both: NegGrad+, SCRUB, IEU
+    and the CPU hinge need a forget and a retain batch in the same step.
+    """
+    secondary = "forget" if primary == "retain" else "retain"
+    sec_bs = forget_batch_size or cfg.batch_size
+
+    def cycle() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            for x, y, _ in ctx.loader(secondary, sec_bs, augment=cfg.augment, generator=gen):
+                yield x, y
+
+    other = cycle()
+    for x, y, _ in ctx.loader(primary, cfg.batch_size, augment=cfg.augment, generator=gen):
+        pair = next(other)
+        yield Batch(retain=(x, y), forget=pair) if primary == "retain" else Batch(forget=(x, y), retain=pair)
+
+
 def run_loop(method: UnlearnMethod, ctx: UnlearnContext, cfg: MethodConfig, model: nn.Module) -> nn.Module:
     """The shared loop: optimizer, per-step schedule, epochs, per-epoch report to ``ctx.callback``."""
     train_view = TrainConfig(optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
