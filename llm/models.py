@@ -36,7 +36,7 @@ def tiny_gpt2(n_layer: int = 2, n_embd: int = 64, n_head: int = 2, n_positions: 
                      n_layer=n_layer, n_head=n_head, bos_token_id=ByteTokenizer.bos_token_id,
                      eos_token_id=ByteTokenizer.eos_token_id, pad_token_id=ByteTokenizer.pad_token_id)
     torch.manual_seed(seed)
-    return GPT2LMHeadModel(cfg), ByteTokenizer()
+    return GPT2LMHeadModel(cfg).eval(), ByteTokenizer()
 
 
 def load_causal_lm(name_or_path: str, trust_remote_code: bool = False, device: str = "cpu",

@@ -8,15 +8,13 @@ from typing import Callable
 from expunge.errors import ExpungeError
 
 EXAMPLES = """examples:
-  expunge demo                                    # digits: original, retrain, finetune, ga; ~1 min on CPU
+  expunge demo                                    # digits: every method, one table; a few minutes on CPU
   expunge run configs/experiments/digits.yaml train.epochs=10 data.forget=class:3
   expunge train configs/experiments/digits.yaml model.name=mlp --local
+  expunge unlearn --method finetune+cpu --forget class:3 method.lam=0.5 method.epochs=5
   expunge info                                    # registered datasets, models, methods, metrics
   RAY_ADDRESS=127.0.0.1:6379 expunge run configs/experiments/digits.yaml   # on a running cluster
 """
-
-DEMO_CONFIG = "experiments/digits.yaml"
-
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from expunge.jobs.common import find_config, start_ray
@@ -29,8 +27,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    args.config = DEMO_CONFIG
-    return _cmd_run(args)
+    from expunge.jobs.common import start_ray
+    from expunge.jobs.demo import run_demo
+
+    run_demo(args.overrides, args.rebuild, start_ray(args))
+    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -40,6 +41,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(find_config(args.config), args.overrides)
     run_original(cfg, args.rebuild, start_ray(args))
+    return 0
+
+
+def _cmd_unlearn(args: argparse.Namespace) -> int:
+    from expunge.jobs.common import start_ray
+    from expunge.jobs.unlearn import run_unlearn, unlearn_config
+
+    cfg = unlearn_config(args.config, args.method, args.forget, args.overrides)
+    run_unlearn(cfg, args.rebuild, start_ray(args))
     return 0
 
 
@@ -94,11 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    add("demo", _cmd_demo, "the showcase on embedded digits: original, retrain, finetune, ga; accuracy table",
+    add("demo", _cmd_demo, "the showcase on embedded digits: every method (random 10%; PRU on class 3), one table",
         config=False)
     add("run", _cmd_run, "run an experiment config end to end (original -> unlearning methods -> table)",
         config=True)
     add("train", _cmd_train, "train (or reuse) the original model of a config", config=True)
+    sp = sub.add_parser("unlearn", help="apply one unlearning method to a config's original model",
+                        description="apply one unlearning method to a config's original model",
+                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from expunge.jobs.unlearn import add_unlearn_args
+
+    sp.add_argument("--config", "-c", default=None, help="experiment YAML (default: the digits demo)")
+    add_unlearn_args(sp)
+    sp.set_defaults(fn=_cmd_unlearn)
     add("info", _cmd_info, "list registered datasets, models, unlearning methods and metrics", config=False)
     return p
 

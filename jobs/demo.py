@@ -1,0 +1,53 @@
+"""The showcase on embedded digits: every method that fits a random 10% forget set, and PRU on a
+class-forget variant, in one table of method, UA, RA, TA and RTE.
+
+``python -m expunge.jobs.demo [key=value ...]`` (overrides apply to both experiments).
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pandas as pd
+
+from expunge.config import load_config
+from expunge.experiment import log
+from expunge.jobs.common import add_runtime_args, find_config, main_wrapper, parse_with_overrides, start_ray
+from expunge.jobs.pipeline import run_pipeline
+from expunge.report.markdown import markdown_table
+from expunge.store import Store
+
+DEMO_CONFIGS = ("experiments/digits.yaml", "experiments/digits_class.yaml")
+
+
+def run_demo(overrides: list[str], rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
+    cfgs = [load_config(find_config(path), overrides) for path in DEMO_CONFIGS]  # validate all before compute
+    tables = []
+    for cfg in cfgs:
+        res = run_pipeline(cfg, rebuild, use_ray)
+        tables.append(res["table"].assign(forget=cfg.data.forget))
+    table = pd.concat(tables, ignore_index=True)
+    table = table[["forget", "method", *[c for c in table.columns if c not in ("forget", "method", "model")]]]
+    store = Store(cfgs[0].storage)
+    text = "# expunge demo on digits\n\nUA = 1 - forget accuracy, RA, TA in percent; RTE in seconds.\n\n" \
+           + markdown_table(table) + "\n"
+    art = store.put("demo", "summary", {"demo.md": text, "demo.csv": table, "demo.parquet": table}, replace=True,
+                    config={"configs": [c.model_dump() for c in cfgs]})
+    print("\n" + table.to_string(index=False), flush=True)
+    log(f"demo table: {art.path}/demo.csv")
+    log(f"run directories: {', '.join(c.run_dir for c in cfgs)}")
+    return {"table": table, "path": art.path}
+
+
+@main_wrapper
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m expunge.jobs.demo", description=__doc__)
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    add_runtime_args(p)
+    args = parse_with_overrides(p, argv)
+    run_demo(args.overrides, args.rebuild, start_ray(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""One unlearning method on a config's original model.
+
+``python -m expunge.jobs.unlearn --config configs/experiments/digits.yaml --method finetune+cpu
+--forget class:3 method.lam=0.5 train.epochs=10``: ``method.<param>=value`` sets the method's
+hyperparameters, any other ``key=value`` overrides the experiment config. The original is trained
+first if the store does not have it; the table compares the method with the original.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from expunge.config import ExperimentConfig, load_config, parse_overrides
+from expunge.errors import ConfigError
+from expunge.experiment import Experiment, log
+from expunge.jobs.common import add_runtime_args, find_config, main_wrapper, parse_with_overrides, start_ray
+from expunge.jobs.pipeline import run_pipeline
+
+DEFAULT_CONFIG = "experiments/digits.yaml"
+
+
+def unlearn_config(config: str | None, method: str, forget: str | None, overrides: list[str]) -> ExperimentConfig:
+    """The experiment config with ``unlearn.methods`` replaced by the one requested method."""
+    method_params: dict[str, Any] = {}
+    rest = []
+    for item in overrides:
+        if item.startswith("method."):
+            method_params.update(parse_overrides([item.removeprefix("method.")]))
+        elif item.startswith("unlearn."):
+            raise ConfigError(f"override {item!r}: use --method NAME and method.<param>=value with `unlearn`")
+        else:
+            rest.append(item)
+    if forget is not None:
+        rest.append(f"data.forget={forget}")
+    base = load_config(find_config(config or DEFAULT_CONFIG), rest)
+    data = base.model_dump()
+    data["unlearn"] = {"methods": [{"name": method, "params": method_params}]}
+    from expunge.config import validate
+
+    return validate(ExperimentConfig, data, source="unlearn")
+
+
+def run_unlearn(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
+    result = run_pipeline(cfg, rebuild, use_ray)
+    spec = cfg.unlearn.methods[0]
+    log(f"unlearned model: {Experiment(cfg).store.path('models', Experiment(cfg).unlearned_key(spec))}")
+    return result
+
+
+def add_unlearn_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", "-m", required=True, help="a registered method (expunge info), e.g. salun")
+    p.add_argument("--forget", "-f", default=None, help="forget spec: random:0.1, class:3, class_percentage:3:0.5, "
+                                                          "indices:FILE (default: the config's)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="method.<param>=value for the method, section.key=value for the experiment")
+    add_runtime_args(p)
+
+
+@main_wrapper
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m expunge.jobs.unlearn", description=__doc__)
+    p.add_argument("--config", "-c", default=None, help=f"experiment YAML (default: configs/{DEFAULT_CONFIG})")
+    add_unlearn_args(p)
+    args = parse_with_overrides(p, argv)
+    cfg = unlearn_config(args.config, args.method, args.forget, args.overrides)
+    run_unlearn(cfg, args.rebuild, start_ray(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
