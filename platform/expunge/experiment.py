@@ -161,10 +161,13 @@ class Experiment:
             history = train(model, self.data, self.plan.train, self.cfg.train, seed=self.cfg.seed,
                             callback=self._epoch_logger("original", self.cfg.train.epochs))
             seconds = time.perf_counter() - t0
-            self._cache_outputs("original", model)
+            built["model"] = model
             return {WEIGHTS: state_tensors(model), "history.json": history}, {"run_time_s": seconds}
 
-        return self._fetch("models", "original", self.original_expect(), build)
+        built: dict[str, nn.Module] = {}
+        art = self._fetch("models", "original", self.original_expect(), build)
+        self._ensure_outputs(art, built.get("model"))
+        return art
 
     def unlearned_key(self, spec: MethodSpec) -> str:
         cfg = METHODS.get(spec.name).parse_config(spec.params)
@@ -184,12 +187,15 @@ class Experiment:
                                  self._seeded_factory, seed=self.cfg.seed,
                                  callback=callback or self._epoch_logger(spec.name, None))
             result = unlearn(spec.name, spec.params, ctx)
-            self._cache_outputs(key, result.model)
+            built["model"] = result.model
             if self.verbose:
                 log(f"{spec.name}: done in {result.seconds:.1f}s")
             return {WEIGHTS: state_tensors(result.model)}, {"run_time_s": result.seconds, "method": spec.name}
 
-        return self._fetch("models", key, expect, build)
+        built: dict[str, nn.Module] = {}
+        art = self._fetch("models", key, expect, build)
+        self._ensure_outputs(art, built.get("model"))
+        return art
 
     def _unlearn_expect(self, spec: MethodSpec, original: Artifact) -> dict[str, Any]:
         params = METHODS.get(spec.name).parse_config(spec.params).model_dump()
@@ -213,21 +219,41 @@ class Experiment:
         return cb
 
     # --- outputs cache -----------------------------------------------------------------------
-    def _cache_outputs(self, model_key: str, model: nn.Module) -> Artifact:
+    def _outputs_expect(self, model_art: Artifact) -> dict[str, Any]:
+        return {"config": {"model": model_art.key, "model_content_hash": model_art.manifest["content_hash"],
+                           "sets": list(AUDIT_SETS)}, "split_hash": self.plan.hash}
+
+    def _ensure_outputs(self, model_art: Artifact, model: nn.Module | None) -> Artifact:
+        """The model's cached outputs; computed once, from ``model`` if given, else from stored weights.
+
+        Outputs record the content hash of the weights they came from, so outputs of a replaced model
+        are never reused.
+        """
+        expect = self._outputs_expect(model_art)
+        try:
+            art = self.store.get("outputs", model_art.key, expect=expect)
+        except ArtifactError:
+            art = None  # derived from a model that has since been rebuilt: recompute
+        if art is not None:
+            return art
+        model = model if model is not None else self.load_model(model_art.key)
+        return self._cache_outputs(model_art.key, model, expect)
+
+    def _cache_outputs(self, model_key: str, model: nn.Module, expect: dict[str, Any]) -> Artifact:
         files: dict[str, Any] = {}
         for name in AUDIT_SETS:
             idx = self.plan.indices[name]
             files[f"logits_{name}.npy"] = evaluate(model, self.data, idx, self.cfg.train.eval_batch_size)
             files[f"labels_{name}.npy"] = self.dataset.labels.numpy()[idx]
             files[f"ids_{name}.npy"] = idx
-        return self.store.put("outputs", model_key, files, config={"model": model_key, "sets": list(AUDIT_SETS)},
-                              split_hash=self.plan.hash, seed=self.cfg.seed, replace=True)
+        return self.store.put("outputs", model_key, files, seed=self.cfg.seed, replace=True, **expect)
 
     def outputs(self, model_key: str) -> dict[str, Outputs]:
         """Cached per-sample outputs of a stored model; recomputed from its weights only if absent."""
-        art = self.store.get("outputs", model_key, expect={"split_hash": self.plan.hash})
-        if art is None:
-            art = self._cache_outputs(model_key, self.load_model(model_key))
+        model_art = self.store.get("models", model_key)
+        if model_art is None:
+            raise ArtifactError(f"model {model_key} is not in {self.store.uri}; run its stage first")
+        art = self._ensure_outputs(model_art, None)
         return {s: Outputs(art.read(f"logits_{s}.npy"), art.read(f"labels_{s}.npy"), art.read(f"ids_{s}.npy"))
                 for s in AUDIT_SETS}
 
