@@ -31,14 +31,23 @@ def mia_feature(logits: np.ndarray, labels: np.ndarray, kind: str) -> np.ndarray
 
 
 def svc_fit(member_feat: np.ndarray, nonmember_feat: np.ndarray, probability: bool = False, seed: int = 0):
-    """Fit the attack SVC on 1-D features (members = 1)."""
+    """Fit the attack SVC on 1-D features (members = 1).
+
+    With ``probability`` the SVC is wrapped in Platt-scaling calibration (what ``SVC(probability=True)``
+    did, and what scikit-learn >= 1.9 asks for instead) so ``predict_proba`` exists (MIACR needs it).
+    """
     from sklearn.svm import SVC
 
     x = np.concatenate([member_feat, nonmember_feat]).reshape(-1, 1)
     y = np.concatenate([np.ones(len(member_feat)), np.zeros(len(nonmember_feat))]).astype(int)
     if len(np.unique(y)) < 2:
         raise ExpungeError("SVC-MIA needs both members and non-members to fit the attack")
-    return SVC(C=3, gamma="auto", kernel="rbf", probability=probability, random_state=seed).fit(x, y)
+    svc = SVC(C=3, gamma="auto", kernel="rbf", random_state=seed)
+    if probability:
+        from sklearn.calibration import CalibratedClassifierCV
+
+        return CalibratedClassifierCV(svc, method="sigmoid", ensemble=False).fit(x, y)
+    return svc.fit(x, y)
 
 
 def shadow_members(n_retain: int, n_test: int, seed: int = 0) -> np.ndarray:
