@@ -24,7 +24,7 @@ def run_demo(overrides: list[str], rebuild: bool = False, use_ray: bool = True) 
     cfgs = [load_config(find_config(path), overrides) for path in DEMO_CONFIGS]  # validate all before compute
     tables = []
     for cfg in cfgs:
-        res = run_pipeline(cfg, rebuild, use_ray)
+        res = run_pipeline(cfg, rebuild, use_ray, print_table=False)
         tables.append(res["table"].assign(forget=cfg.data.forget))
     table = pd.concat(tables, ignore_index=True)
     table = table[["forget", "method", *[c for c in table.columns if c not in ("forget", "method", "model")]]]

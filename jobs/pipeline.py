@@ -24,7 +24,8 @@ def unlearn_task(cfg: dict[str, Any], spec: dict[str, Any], rebuild: bool) -> di
     return {"key": art.key, "path": art.path, "run_time_s": art.manifest.get("run_time_s")}
 
 
-def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
+def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True,
+                 print_table: bool = True) -> dict[str, Any]:
     from expunge.distributed import run_tasks
 
     ex = Experiment(cfg, rebuild=rebuild)
@@ -37,7 +38,8 @@ def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = T
                                        for s in cfg.unlearn.methods], desc="unlearn", use_ray=use_ray)
     table = ex.accuracy_table(["original", *[r["key"] for r in results]])
     report = write_summary(ex, table)
-    print(table.to_string(index=False), flush=True)
+    if print_table:
+        print(table.to_string(index=False), flush=True)
     log(f"run directory: {ex.store.uri}")
     log(f"report: {report}")
     return {"table": table, "run_dir": ex.store.uri, "report": report}
