@@ -130,3 +130,28 @@ def test_demo_on_embedded_ray(tmp_path):
     table = Store(str(tmp_path / "digits")).get("tables", "accuracy", verify=True).read("accuracy.csv")
     orig = table[table.method == "original"].iloc[0]
     assert orig.TA >= 90.0 and orig.UA <= 5.0
+
+
+def test_unlearn_command_runs_one_method(tmp_path, capsys):
+    code, out, err = run_cli(["unlearn", "--method", "finetune+cpu", "--forget", "class:3", "--local",
+                              f"storage={tmp_path}", "train.epochs=4", "method.epochs=2", "method.lambda=0.5"], capsys)
+    assert code == 0, err
+    assert "finetune+cpu" in out and "unlearned model:" in err
+    store = Store(str(tmp_path / "digits"))
+    keys = store.keys("models")
+    assert "original" in keys and any(k.startswith("finetune+cpu-") for k in keys)
+    art = store.get("models", next(k for k in keys if k.startswith("finetune+cpu-")))
+    assert art.manifest["config"]["params"]["lam"] == 0.5 and art.manifest["run_time_s"] > 0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--method", "pru", "--forget", "random:0.1"], "pru applies to forget specs class"),
+    (["--method", "finetune+cpu", "method.alpha=1.5"], "alpha"),
+    (["--method", "finetune+cpu", "method.lambda=-1"], "lambda"),
+    (["--method", "salun", "method.mask_ratioo=0.2"], "mask_ratioo: unknown key"),
+    (["--method", "salunn"], "did you mean salun"),
+])
+def test_unlearn_bad_input(tmp_path, capsys, args, needle):
+    code, _, err = run_cli(["unlearn", *args, "--local", f"storage={tmp_path}"], capsys)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert artifacts(tmp_path) == []

@@ -132,6 +132,8 @@ class Experiment:
 
         With ``rebuild`` a mismatching or corrupt artifact is left for its stage to replace.
         """
+        for spec in methods:  # before the split plan is even made
+            METHODS.get(spec.name).check_forget_spec(self.cfg.data.forget)
         plan = self.plan
         for spec in methods:
             method = METHODS.get(spec.name)

@@ -111,12 +111,17 @@ class UnlearnMethod(ABC):
             raise ConfigError(f"method {cls.name}: {_format_error(exc, cls.Config)}") from None
 
     @classmethod
-    def check(cls, plan: SplitPlan, cfg: MethodConfig) -> None:
-        """Refuse, before any compute, a forget spec the method does not apply to."""
-        kind = plan.forget_spec.split(":", 1)[0]
+    def check_forget_spec(cls, forget_spec: str) -> None:
+        """Refuse a forget spec the method does not apply to (needs no data: runs first)."""
+        kind = forget_spec.split(":", 1)[0]
         if cls.forget_kinds is not None and kind not in cls.forget_kinds:
             raise ConfigError(f"method {cls.name} applies to forget specs {', '.join(cls.forget_kinds)}; "
-                              f"got {plan.forget_spec}")
+                              f"got {forget_spec}")
+
+    @classmethod
+    def check(cls, plan: SplitPlan, cfg: MethodConfig) -> None:
+        """Refuse, before any compute, a split the method does not apply to."""
+        cls.check_forget_spec(plan.forget_spec)
 
     # --- what a method owns ------------------------------------------------------------------
     def prepare(self, ctx: UnlearnContext, cfg: MethodConfig, model: nn.Module) -> None:
