@@ -113,3 +113,16 @@ def test_random_forgetting(name, random_ctx):
     assert after["forget"] <= before["forget"] + one_sample + 1e-9, (name, before, after)
     assert after["test"] >= before["test"] - 0.20, (name, before, after)
     assert res.seconds > 0 and np.isfinite(res.seconds)
+
+
+def test_retrain_guard_refuses_forget_samples(random_ctx):
+    from expunge.unlearn.retrain import ForgetGuardedData
+
+    ctx, _ = random_ctx
+    guarded = ForgetGuardedData(ctx.data, ctx.plan.forget)
+    with pytest.raises(AssertionError, match="forget samples"):
+        next(guarded.loader(np.concatenate([ctx.plan.retain[:5], ctx.plan.forget[:1]]), 4))
+    with pytest.raises(AssertionError, match="forget sample"):
+        guarded.batch(torch.as_tensor(ctx.plan.forget[:2]))
+    x, y = guarded.batch(torch.as_tensor(ctx.plan.retain[:3]))
+    assert x.shape[0] == 3
