@@ -27,7 +27,9 @@ def run_demo(overrides: list[str], rebuild: bool = False, use_ray: bool = True) 
         res = run_pipeline(cfg, rebuild, use_ray, print_table=False)
         tables.append(res["table"].assign(forget=cfg.data.forget))
     table = pd.concat(tables, ignore_index=True)
-    table = table[["forget", "method", *[c for c in table.columns if c not in ("forget", "method", "model")]]]
+    first = ["forget", "method", "UA", "RA", "TA"]
+    table = table[[*[c for c in first if c in table.columns],
+                   *[c for c in table.columns if c not in (*first, "model")]]]
     store = Store(cfgs[0].storage)
     text = "# expunge demo on digits\n\nUA = 1 - forget accuracy, RA, TA in percent; RTE in seconds.\n\n" \
            + markdown_table(table) + "\n"

@@ -13,6 +13,7 @@ import pandas as pd
 from expunge.config import ExperimentConfig, MethodSpec
 from expunge.experiment import Experiment, log
 from expunge.jobs.common import add_common_args, load, main_wrapper, parse_with_overrides, start_ray
+from expunge.audit.stage import audit_models
 from expunge.jobs.original import run_original
 from expunge.report.markdown import markdown_table
 
@@ -22,6 +23,12 @@ def unlearn_task(cfg: dict[str, Any], spec: dict[str, Any], rebuild: bool) -> di
     ex = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild)
     art = ex.unlearn(MethodSpec.model_validate(spec))
     return {"key": art.key, "path": art.path, "run_time_s": art.manifest.get("run_time_s")}
+
+
+def shadow_task(cfg: dict[str, Any], k: int, rebuild: bool) -> dict[str, Any]:
+    """Ray task body: OUT shadow model k (trained once, reused by every audit on this split)."""
+    art = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild).shadow(k)
+    return {"key": art.key, "path": art.path}
 
 
 def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True,
@@ -34,15 +41,20 @@ def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = T
     log(f"run {cfg.name}: {cfg.data.dataset}, forget {cfg.data.forget} ({len(plan.forget)} of "
         f"{len(plan.train)} train samples), model {cfg.model.name}, storage {ex.store.uri}")
     run_original(cfg, rebuild, use_ray)
-    results = run_tasks(unlearn_task, [{"cfg": cfg.model_dump(), "spec": s.model_dump(), "rebuild": rebuild}
-                                       for s in cfg.unlearn.methods], desc="unlearn", use_ray=use_ray)
-    table = ex.accuracy_table(["original", *[r["key"] for r in results]])
+    calls = [{"cfg": cfg.model_dump(), "spec": s.model_dump(), "rebuild": rebuild} for s in cfg.unlearn.methods]
+    results = run_tasks(unlearn_task, calls, desc="unlearn", use_ray=use_ray)
+    if cfg.audit.shadows:
+        run_tasks(shadow_task, [{"cfg": cfg.model_dump(), "k": k, "rebuild": rebuild}
+                                for k in range(cfg.audit.shadows)], desc="shadows", use_ray=use_ray)
+    audit = audit_models(ex, ["original", *[r["key"] for r in results]])
+    table = audit["leaderboard"]
     report = write_summary(ex, table)
     if print_table:
         print(table.to_string(index=False), flush=True)
+    log(f"audit tables: {audit['path']}")
     log(f"run directory: {ex.store.uri}")
     log(f"report: {report}")
-    return {"table": table, "run_dir": ex.store.uri, "report": report}
+    return {"table": table, "run_dir": ex.store.uri, "report": report, "audit": audit["path"]}
 
 
 def write_summary(ex: Experiment, table: pd.DataFrame) -> str:
@@ -52,8 +64,8 @@ def write_summary(ex: Experiment, table: pd.DataFrame) -> str:
         f"- dataset: {cfg.data.dataset} ({len(ex.dataset)} samples), model: {cfg.model.name}",
         f"- forget: {cfg.data.forget}: {len(plan.forget)} forget / {len(plan.retain)} retain / "
         f"{len(plan.test)} test samples; split hash `{plan.hash[:12]}`",
-        "- UA = 1 - forget accuracy, RA = retain accuracy, TA = test accuracy (percent); "
-        "RTE = unlearning wall-clock seconds", "",
+        "- UA = 1 - forget accuracy, RA = retain accuracy, TA = test accuracy, MIA_efficacy (percent); "
+        "RTE = unlearning wall-clock seconds; gap_* and avg_gap: distance to retrain", "",
         markdown_table(table), ""])
     art = ex.store.put("reports", "summary", {"summary.md": text}, split_hash=plan.hash, seed=cfg.seed,
                        replace=True)

@@ -34,7 +34,7 @@ def test_demo_local_table_and_reuse(tmp_path, capsys):
     run = tmp_path / "digits"
     assert f"run directory: {run}" in err and "summary.md" in err
     store = Store(str(run))
-    table = store.get("tables", "accuracy", verify=True).read("accuracy.csv")
+    table = store.get("audit", "results", verify=True).read("leaderboard.csv")
     assert set(table["method"]) == {"original", "retrain", "finetune", "ga"}
     assert table.loc[table.method == "original", "TA"].item() >= 85.0
     orig = store.get("models", "original").manifest
@@ -127,7 +127,7 @@ def test_demo_on_embedded_ray(tmp_path):
                          env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "retrain" in res.stdout and "finetune" in res.stdout and "UA" in res.stdout
-    table = Store(str(tmp_path / "digits")).get("tables", "accuracy", verify=True).read("accuracy.csv")
+    table = Store(str(tmp_path / "digits")).get("audit", "results", verify=True).read("leaderboard.csv")
     orig = table[table.method == "original"].iloc[0]
     assert orig.TA >= 90.0 and orig.UA <= 5.0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from expunge.errors import ConfigError, ExpungeError
 
@@ -131,6 +131,27 @@ class UnlearnConfig(Section):
         return v
 
 
+class AuditConfig(Section):
+    """What the audit stage computes (``expunge audit``; run by ``expunge run`` when set)."""
+
+    #: registered metric names (``expunge info``); "relearn" adds the relearning attack
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    #: OUT-only shadow models trained on subsets of the shadow pool (LiRA, RMIA, IAM references)
+    shadows: int = Field(0, ge=0, le=4096)
+    shadow_fraction: float = Field(0.8, gt=0, le=1)
+    relearn_epochs: int = Field(10, ge=1, le=1000)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        from expunge.metrics import METRICS
+
+        for name in v:
+            if name != "relearn" and name not in METRICS:
+                raise ValueError(METRICS.unknown_message(name))
+        return v
+
+
 class ExperimentConfig(Section):
     """One experiment: data and split, model, the original's training, unlearning methods."""
 
@@ -143,6 +164,18 @@ class ExperimentConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     unlearn: UnlearnConfig = Field(default_factory=UnlearnConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+
+    @model_validator(mode="after")
+    def _audit_needs(self) -> "ExperimentConfig":
+        from expunge.metrics import METRICS
+
+        needs_shadows = [m for m in self.audit.metrics if m in METRICS and "shadows" in METRICS.get(m).requires]
+        if needs_shadows and self.audit.shadows == 0:
+            raise ValueError(f"audit.shadows: metrics {', '.join(needs_shadows)} need shadow models (set >= 1)")
+        if self.audit.shadows and self.data.sizes.shadow_pool == 0:
+            raise ValueError("data.sizes.shadow_pool: shadow models need a shadow pool (set a fraction > 0)")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -181,7 +214,7 @@ def _format_error(exc: ValidationError, model: type[BaseModel]) -> str:
             msg = err["msg"].removeprefix("Value error, ")
             got = err.get("input")
             shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-            lines.append(f"{loc or 'config'}: {msg}{shown}")
+            lines.append(f"{loc}: {msg}{shown}" if loc else msg)
     return "; ".join(lines)
 
 

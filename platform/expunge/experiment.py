@@ -1,6 +1,7 @@
 """The stages of one experiment as plain functions over the artifact store (no Ray here).
 
-``split`` -> ``original`` -> ``unlearn`` (one call per method) -> ``accuracy_table``. Each stage reads
+``split`` -> ``original`` -> ``unlearn`` (one call per method) -> ``shadow`` (audit references); the
+audit stage (``expunge.audit.stage``) reads their cached outputs. Each stage reads
 what it needs from the store, reuses an artifact whose manifest matches its request, refuses one that
 does not (or recomputes it when ``rebuild`` is set), and stores what it produced. Each model's
 per-sample logits on every audit set are computed once, right after the model is made, and cached as
@@ -17,14 +18,13 @@ from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from expunge.config import ExperimentConfig, MethodSpec
 from expunge.data import DeviceData, ImageDataset, SplitPlan, SplitSizes, load_dataset
 from expunge.errors import ArtifactError
-from expunge.metrics import METRICS, Outputs
+from expunge.metrics import Outputs
 from expunge.models import create_model
 from expunge.store import Artifact, Store
 from expunge.store.serialize import normalize
@@ -32,7 +32,7 @@ from expunge.train.engine import evaluate, resolve_device, seed_everything, trai
 from expunge.unlearn import METHODS, UnlearnContext, unlearn
 
 #: sets whose logits are cached for every model
-AUDIT_SETS = ("forget", "retain", "test", "calibration", "population")
+AUDIT_SETS = ("forget", "retain", "test", "calibration", "population", "shadow_pool")
 WEIGHTS = "weights.safetensors"
 
 
@@ -199,6 +199,32 @@ class Experiment:
         self._ensure_outputs(art, built.get("model"))
         return art
 
+    def shadow_indices(self, k: int) -> np.ndarray:
+        """Shadow k's training set: a seeded ``audit.shadow_fraction`` subset of the shadow pool."""
+        pool = self.plan.shadow_pool
+        rng = np.random.default_rng([self.cfg.seed, 7919, k])
+        n = max(1, int(round(self.cfg.audit.shadow_fraction * len(pool))))
+        return np.sort(rng.choice(pool, size=n, replace=False))
+
+    def shadow(self, k: int) -> Artifact:
+        """OUT shadow model k: never sees the original's training set (IAM's OUT-only shadows)."""
+        expect = {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump(),
+                             "shadow_fraction": self.cfg.audit.shadow_fraction, "member": k},
+                  "split_hash": self.plan.hash, "seed": self.cfg.seed}
+
+        def build():
+            seed_everything(self.cfg.seed * 1009 + 31 * k + 5)
+            model = self.model_factory().to(self.device)
+            idx = self.shadow_indices(k)
+            train(model, self.data, idx, self.cfg.train, seed=self.cfg.seed * 1009 + k + 1)
+            built["model"] = model
+            return {WEIGHTS: state_tensors(model), "members.npy": idx}, {"method": "shadow"}
+
+        built: dict[str, nn.Module] = {}
+        art = self._fetch("models", f"shadow-{k:03d}", expect, build)
+        self._ensure_outputs(art, built.get("model"))
+        return art
+
     def _unlearn_expect(self, spec: MethodSpec, original: Artifact) -> dict[str, Any]:
         params = METHODS.get(spec.name).parse_config(spec.params).model_dump()
         return {"config": {"method": spec.name, "params": params, "original": original.manifest["content_hash"]},
@@ -258,18 +284,3 @@ class Experiment:
         art = self._ensure_outputs(model_art, None)
         return {s: Outputs(art.read(f"logits_{s}.npy"), art.read(f"labels_{s}.npy"), art.read(f"ids_{s}.npy"))
                 for s in AUDIT_SETS}
-
-    # --- tables ------------------------------------------------------------------------------
-    def accuracy_table(self, model_keys: list[str]) -> pd.DataFrame:
-        """UA, RA, TA (and forget-class TA) plus RTE for each model; stored as parquet + CSV."""
-        rows = []
-        for key in model_keys:
-            art = self.store.get("models", key)
-            res = METRICS.get("accuracy")(self.outputs(key), forget_class=self.plan.forget_class)
-            rows.append({"model": key, "method": art.manifest.get("method", key),
-                         **{k: round(100 * v, 2) for k, v in res.summary.items()},
-                         "RTE_s": round(float(art.manifest.get("run_time_s", float("nan"))), 2)})
-        table = pd.DataFrame(rows)
-        self.store.put("tables", "accuracy", {"accuracy.parquet": table, "accuracy.csv": table},
-                       split_hash=self.plan.hash, seed=self.cfg.seed, replace=True)
-        return table

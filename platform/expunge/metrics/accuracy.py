@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from expunge.metrics.base import MetricResult, Outputs, register_metric
+from expunge.metrics.base import AuditInputs, MetricResult, register_metric
 
 
 def _acc(correct: np.ndarray) -> float:
     return float(correct.mean()) if len(correct) else float("nan")
 
 
-@register_metric("accuracy", requires=("forget", "retain", "test"))
-def accuracy(outputs: dict[str, Outputs], forget_class: int | None = None) -> MetricResult:
+@register_metric("accuracy", requires=("target",))
+def accuracy(inputs: AuditInputs) -> MetricResult:
     """UA = 1 - forget accuracy, RA = retain accuracy, TA = test accuracy (remaining classes)."""
-    f, r, t = outputs["forget"], outputs["retain"], outputs["test"]
+    forget_class = inputs.forget_class
+    f, r, t = inputs.target["forget"], inputs.target["retain"], inputs.target["test"]
     cf, cr, ct = f.correct(), r.correct(), t.correct()
     summary = {"UA": 1.0 - _acc(cf), "RA": _acc(cr)}
     if forget_class is None:

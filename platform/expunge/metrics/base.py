@@ -32,6 +32,23 @@ class Outputs:
 
 
 @dataclass
+class AuditInputs:
+    """Everything a metric may read: cached outputs only, never a model.
+
+    ``target`` is the audited (e.g. unlearned) model, ``original`` the model before unlearning (the IN
+    reference for online attacks), ``shadows`` OUT reference models that never trained on the
+    original's training set. Each is ``{set name: Outputs}``.
+    """
+
+    target: dict[str, Outputs]
+    original: dict[str, Outputs] | None = None
+    shadows: list[dict[str, Outputs]] = field(default_factory=list)
+    forget_class: int | None = None
+    #: dataset positions each shadow trained on (IAM-Off's anchor reads their own training samples)
+    shadow_members: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
 class MetricResult:
     per_sample: dict[str, np.ndarray] = field(default_factory=dict)
     summary: dict[str, float] = field(default_factory=dict)
@@ -41,12 +58,20 @@ class MetricResult:
 class Metric:
     name: str
     fn: Callable[..., MetricResult]
-    #: set names of the audited model the metric reads
+    #: the model roles the metric reads ("target", "original", "shadows")
     requires: tuple[str, ...]
     doc: str = ""
 
-    def __call__(self, outputs: dict[str, Outputs], **params) -> MetricResult:
-        return self.fn(outputs, **params)
+    def __call__(self, inputs: AuditInputs, **params) -> MetricResult:
+        if "original" in self.requires and inputs.original is None:
+            from expunge.errors import ExpungeError
+
+            raise ExpungeError(f"metric {self.name} needs the original model's outputs")
+        if "shadows" in self.requires and not inputs.shadows:
+            from expunge.errors import ExpungeError
+
+            raise ExpungeError(f"metric {self.name} needs shadow models (set audit.shadows >= 1)")
+        return self.fn(inputs, **params)
 
 
 METRICS: Registry[Metric] = Registry("metric")

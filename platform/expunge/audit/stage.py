@@ -1,0 +1,84 @@
+"""The audit stage: every requested metric for every audited model, from cached outputs.
+
+Reads each model's outputs once from the store (original, unlearned, retrained, shadows), computes
+the registered metrics (``audit.metrics``) plus the relearning attack when asked, and writes one
+tidy table (model x metric, parquet and CSV), a wide leaderboard with the gap to retrain and
+Avg. Gap = mean |m - m_retrain| over UA, RA, TA and MIA-efficacy (SalUn's convention), per-sample
+scores (.npy) and a JSON summary.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from expunge.audit.relearn import pru_relearn_test, relearn_convergence_delay
+from expunge.experiment import Experiment, log
+from expunge.metrics import METRICS, AuditInputs
+
+GAP_METRICS = ("UA", "RA", "TA", "MIA_efficacy")
+PERCENT = {"UA", "RA", "TA", "forget_class_TA"}
+
+
+def shadow_keys(ex: Experiment) -> list[str]:
+    return [f"shadow-{k:03d}" for k in range(ex.cfg.audit.shadows)]
+
+
+def relearn_summary(ex: Experiment, key: str) -> dict[str, float]:
+    """Class forgetting: PRU's relearn test (forgotten-class test accuracy after epochs 1/5/10 of
+    fine-tuning on remaining-class population samples). Random forgetting: RCD (our formalisation)."""
+    model = ex.load_model(key)
+    plan = ex.plan
+    if plan.forget_class is not None:
+        curve = pru_relearn_test(model, ex.data, plan.population, plan.forget_class, plan.test,
+                                 epochs=ex.cfg.audit.relearn_epochs, seed=ex.cfg.seed)
+        return {f"relearn_acc@{round(e)}": a for e, a in zip(curve.epoch, curve.acc["forget_class_test"]) if e > 0}
+    rcd = relearn_convergence_delay(model, ex.load_model("original"), ex.data, plan.forget, seed=ex.cfg.seed)
+    return {"rcd_steps": float(rcd["rcd_steps"]), "rcd_reached": float(rcd["reached"])}
+
+
+def audit_models(ex: Experiment, model_keys: list[str]) -> dict[str, Any]:
+    """Audit ``model_keys`` (which must be in the store); returns and stores the tables."""
+    cfg = ex.cfg.audit
+    original = ex.outputs("original")
+    shadows = [ex.outputs(k) for k in shadow_keys(ex)]
+    members = [ex.store.get("models", k).read("members.npy") for k in shadow_keys(ex)]
+    rows: list[dict[str, Any]] = []
+    per_sample: dict[str, np.ndarray] = {}
+    for key in model_keys:
+        method = ex.store.get("models", key).manifest.get("method", key)
+        inputs = AuditInputs(ex.outputs(key), original, shadows, ex.plan.forget_class, members)
+        for name in cfg.metrics:
+            if name == "relearn":
+                values = relearn_summary(ex, key)
+            else:
+                res = METRICS.get(name)(inputs)
+                values = res.summary
+                per_sample.update({f"{key}__{name}__{k}.npy": np.asarray(v) for k, v in res.per_sample.items()})
+            rows += [{"model": key, "method": method, "metric": m, "value": float(v)} for m, v in values.items()]
+        if ex.verbose:
+            log(f"audit: {method} done")
+    long = pd.DataFrame(rows)
+    wide = long.pivot_table(index=["model", "method"], columns="metric", values="value", sort=False).reset_index()
+    wide.columns.name = None
+    for col in PERCENT & set(wide.columns):
+        wide[col] = 100 * wide[col]
+    for col in [c for c in wide.columns if c.startswith("MIA_efficacy")]:
+        wide[col] = 100 * wide[col]
+    rte = {k: ex.store.get("models", k).manifest.get("run_time_s", np.nan) for k in model_keys}
+    wide["RTE_s"] = wide["model"].map(rte).astype(float)
+    if "retrain" in set(wide["method"]):
+        ref = wide[wide["method"] == "retrain"].iloc[0]
+        gaps = [c for c in GAP_METRICS if c in wide.columns]
+        for c in gaps:
+            wide[f"gap_{c}"] = (wide[c] - ref[c]).abs()
+        if gaps:
+            wide["avg_gap"] = wide[[f"gap_{c}" for c in gaps]].mean(axis=1)
+    wide = wide.round(3)
+    files = {"metrics_long.parquet": long, "metrics_long.csv": long, "leaderboard.parquet": wide,
+             "leaderboard.csv": wide, "summary.json": {"metrics": cfg.metrics, "shadows": cfg.shadows,
+                                                       "rows": wide.to_dict(orient="records")}, **per_sample}
+    art = ex.store.put("audit", "results", files, config={"audit": cfg.model_dump(), "models": model_keys},
+                       split_hash=ex.plan.hash, seed=ex.cfg.seed, replace=True)
+    return {"long": long, "leaderboard": wide, "path": art.path}

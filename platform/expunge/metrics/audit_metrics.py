@@ -1,0 +1,102 @@
+"""The registered audit metrics: thin adapters from cached outputs to the pure metric functions.
+
+Membership scores are oriented "higher = more member". Two protocols per attack:
+
+* **BinUI** (IAM paper), over the original training set: is each sample *retained* (positive) or
+  *unlearned*? Online attacks apply (the original model is a genuine IN reference for every training
+  sample): LiRA-online, RMIA-online, IAM-On. AUC 0.5 means forgotten samples look exactly like
+  retained ones (under-unlearning).
+* **forget vs test**: do forget samples still look like members next to held-out non-members (the
+  test split)? This needs references that treat both sets alike: the original is IN for forget samples
+  but not for test samples, so the online scores would be biased. The offline variants are used
+  (OUT-only shadows: LiRA-offline, RMIA-offline, IAM-Off): about 0.5 after retraining.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from expunge.metrics.base import AuditInputs, MetricResult, Outputs, register_metric
+from expunge.metrics.iam import iam_offline, iam_online
+from expunge.metrics.lira import lira_offline, lira_online_with_reference
+from expunge.metrics.rmia import rmia_offline, rmia_online
+from expunge.metrics.roc import binary_report
+from expunge.metrics.signals import logit_scaled_confidence, true_class_prob
+from expunge.metrics.svc_mia import FEATURES, svc_mia_efficacy
+
+BINUI_SETS = ("retain", "forget", "test")
+
+
+def _sig(o: Outputs, kind: str) -> np.ndarray:
+    return logit_scaled_confidence(o.logits, o.labels) if kind == "logit" else true_class_prob(o.logits, o.labels)
+
+
+def _stack(models: list[dict[str, Outputs]], sets: tuple[str, ...], kind: str) -> np.ndarray:
+    return np.stack([np.concatenate([_sig(m[s], kind) for s in sets]) for m in models])
+
+
+def _binui(prefix: str, online: np.ndarray, offline: np.ndarray,
+           n: dict[str, int]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Split scores over retain|forget|test and report both protocols, names prefixed by the attack."""
+    r, f = n["retain"], n["forget"]
+    s_r, s_f, s_t = online[:r], online[r:r + f], online[r + f:]
+    binui = binary_report(np.concatenate([s_r, s_f]), np.r_[np.ones(r, bool), np.zeros(f, bool)])
+    o_f, o_t = offline[r:r + f], offline[r + f:]
+    fvt = binary_report(np.concatenate([o_f, o_t]), np.r_[np.ones(f, bool), np.zeros(len(o_t), bool)])
+    summary = {"binui_auc": binui["auc"], "binui_tpr@fpr=0.01": binui["tpr@fpr=0.01"],
+               "forget_vs_test_auc": fvt["auc"], "forget_score_mean": float(np.mean(s_f))}
+    per = {"forget": s_f, "retain": s_r, "test": s_t, "offline_forget": o_f, "offline_test": o_t}
+    return ({f"{prefix}_{k}": v for k, v in summary.items()}, {f"{prefix}_{k}": v for k, v in per.items()})
+
+
+def _sizes(inputs: AuditInputs) -> dict[str, int]:
+    return {s: len(inputs.target[s].labels) for s in BINUI_SETS}
+
+
+@register_metric("svc_mia", requires=("target",))
+def svc_mia(inputs: AuditInputs, seed: int = 0) -> MetricResult:
+    """SVC MIA-efficacy (SalUn protocol): fraction of D_f predicted non-member (confidence, entropy, m-entropy)."""
+    t = inputs.target
+    summary, per = svc_mia_efficacy((t["retain"].logits, t["retain"].labels), (t["test"].logits, t["test"].labels),
+                                    (t["forget"].logits, t["forget"].labels), FEATURES, seed)
+    return MetricResult({f"member_pred_{k}": v for k, v in per.items()},
+                        {"MIA_efficacy" if k == "confidence" else f"MIA_efficacy_{k}": v for k, v in summary.items()})
+
+
+@register_metric("lira", requires=("target", "original", "shadows"))
+def lira(inputs: AuditInputs, global_variance: bool = False) -> MetricResult:
+    """LiRA (Carlini et al. 2022): online (original as IN) for BinUI, offline for forget vs test; AUCs."""
+    sets = BINUI_SETS
+    target = _stack([inputs.target], sets, "logit")[0]
+    shadows = _stack(inputs.shadows, sets, "logit")
+    online = lira_online_with_reference(target, _stack([inputs.original], sets, "logit"), shadows,
+                                        global_variance=global_variance)
+    offline = lira_offline(target, shadows, global_variance=global_variance)
+    return MetricResult(*reversed(_binui("lira", online, offline, _sizes(inputs))))
+
+
+@register_metric("rmia", requires=("target", "original", "shadows"))
+def rmia(inputs: AuditInputs, gamma: float = 2.0) -> MetricResult:
+    """RMIA (Zarifzadeh et al. 2024) on the population split: online BinUI, offline forget vs test."""
+    sets = BINUI_SETS
+    pop = ("population",)
+    tx, tz = _stack([inputs.target], sets, "prob")[0], _stack([inputs.target], pop, "prob")[0]
+    sx, sz = _stack(inputs.shadows, sets, "prob"), _stack(inputs.shadows, pop, "prob")
+    online = rmia_online(tx, _stack([inputs.original], sets, "prob"), sx, tz, _stack([inputs.original], pop, "prob"),
+                         sz, gamma=gamma)
+    offline = rmia_offline(tx, sx, tz, sz, gamma=gamma)
+    return MetricResult(*reversed(_binui("rmia", online, offline, _sizes(inputs))))
+
+
+@register_metric("iam", requires=("target", "original", "shadows"))
+def iam(inputs: AuditInputs, n_levels: int = 100) -> MetricResult:
+    """IAM (USENIX Security 2025): IAM-On for BinUI, IAM-Off for forget vs test; AUCs."""
+    sets = BINUI_SETS
+    target, shadows = _stack([inputs.target], sets, "prob")[0], _stack(inputs.shadows, sets, "prob")
+    online = iam_online(target, shadows, _stack([inputs.original], sets, "prob")[0], n_levels=n_levels)
+    own = [_sig(s["shadow_pool"], "prob")[np.isin(s["shadow_pool"].ids, members)]
+           for s, members in zip(inputs.shadows, inputs.shadow_members)]
+    offline = iam_offline(target, shadows, own, n_levels=n_levels)
+    summary, per = _binui("iam", online.membership, offline.membership, _sizes(inputs))
+    # IAM reports the unlearning score 1 - S of the forget samples
+    summary["iam_unlearning_score_mean"] = float(1.0 - summary.pop("iam_forget_score_mean"))
+    return MetricResult(per, summary)
