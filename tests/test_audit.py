@@ -67,3 +67,21 @@ def test_audit_artifacts(audited):
 def test_audit_config_errors(override, needle, repo_root):
     with pytest.raises(ConfigError, match=needle):
         load_config(repo_root / "configs/experiments/digits.yaml", override)
+
+
+def test_audit_command_needs_stored_models_then_audits(tmp_path, capsys):
+    from expunge.cli import main
+
+    args = ["configs/experiments/digits.yaml", "--local", f"storage={tmp_path}", "train.epochs=3",
+            "unlearn.methods=[retrain,finetune]"]
+    assert main(["audit", *args]) == 2
+    assert "run `expunge run`" in capsys.readouterr().err
+    assert main(["run", *args]) == 0
+    capsys.readouterr()
+    extra = ["data.sizes.shadow_pool=0.2", "audit.shadows=2", "audit.metrics=[accuracy,svc_mia,lira]"]
+    # a different shadow pool changes the split: the stored models were built on another plan
+    assert main(["audit", *args, *extra]) == 2
+    assert "split" in capsys.readouterr().err
+    assert main(["audit", *args, "audit.metrics=[accuracy,svc_mia]"]) == 0
+    out = capsys.readouterr()
+    assert "MIA_efficacy" in out.out and "audit tables:" in out.err

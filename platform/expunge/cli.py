@@ -12,6 +12,7 @@ EXAMPLES = """examples:
   expunge run configs/experiments/digits.yaml train.epochs=10 data.forget=class:3
   expunge train configs/experiments/digits.yaml model.name=mlp --local
   expunge unlearn --method finetune+cpu --forget class:3 method.lam=0.5 method.epochs=5
+  expunge audit configs/experiments/digits.yaml   # metrics of the stored models (after `run`)
   expunge info                                    # registered datasets, models, methods, metrics
   RAY_ADDRESS=127.0.0.1:6379 expunge run configs/experiments/digits.yaml   # on a running cluster
 """
@@ -41,6 +42,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(find_config(args.config), args.overrides)
     run_original(cfg, args.rebuild, start_ray(args))
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from expunge.config import load_config
+    from expunge.jobs.audit import run_audit
+    from expunge.jobs.common import find_config, start_ray
+
+    cfg = load_config(find_config(args.config), args.overrides)
+    run_audit(cfg, args.rebuild, start_ray(args))
     return 0
 
 
@@ -109,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", _cmd_run, "run an experiment config end to end (original -> unlearning methods -> table)",
         config=True)
     add("train", _cmd_train, "train (or reuse) the original model of a config", config=True)
+    add("audit", _cmd_audit, "audit the stored models of a config (audit.metrics; trains missing shadows)",
+        config=True)
     sp = sub.add_parser("unlearn", help="apply one unlearning method to a config's original model",
                         description="apply one unlearning method to a config's original model",
                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,0 +1,50 @@
+"""Audit the stored models of an experiment: ``python -m expunge.jobs.audit --config FILE [key=value ...]``.
+
+Reads the original and every ``unlearn.methods`` model from the store (run ``expunge run`` first),
+trains the OUT shadow models the metrics need if the store does not have them (Ray tasks), and
+computes ``audit.metrics`` from cached outputs. Writes the leaderboard, the tidy table, per-sample
+scores and JSON under ``<run>/audit/results``.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from expunge.audit.stage import audit_models
+from expunge.config import ExperimentConfig
+from expunge.errors import ArtifactError
+from expunge.experiment import Experiment, log
+from expunge.jobs.common import add_common_args, load, main_wrapper, parse_with_overrides, start_ray
+
+
+def run_audit(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
+    from expunge.distributed import run_tasks
+    from expunge.jobs.pipeline import shadow_task
+
+    ex = Experiment(cfg, rebuild=rebuild)
+    ex.preflight(cfg.unlearn.methods)
+    keys = ["original", *[ex.unlearned_key(s) for s in cfg.unlearn.methods]]
+    missing = [k for k in keys if not ex.store.exists("models", k)]
+    if missing:
+        raise ArtifactError(f"models {', '.join(missing)} are not in {ex.store.uri}; run `expunge run` with this "
+                            "config first")
+    if cfg.audit.shadows:
+        run_tasks(shadow_task, [{"cfg": cfg.model_dump(), "k": k, "rebuild": rebuild}
+                                for k in range(cfg.audit.shadows)], desc="shadows", use_ray=use_ray)
+    res = audit_models(ex, keys)
+    print(res["leaderboard"].to_string(index=False), flush=True)
+    log(f"audit tables: {res['path']}")
+    return res
+
+
+@main_wrapper
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m expunge.jobs.audit", description=__doc__)
+    add_common_args(p)
+    args = parse_with_overrides(p, argv)
+    run_audit(load(args), args.rebuild, start_ray(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
