@@ -18,6 +18,9 @@ from expunge.report.markdown import markdown_table
 from expunge.store import Store
 
 DEMO_CONFIGS = ("experiments/digits.yaml", "experiments/digits_class.yaml")
+#: the columns printed to the terminal (the saved table has them all)
+SHOWN = ("forget", "method", "UA", "RA", "TA", "MIA_efficacy", "CR_forget", "MIACR", "lira_binui_auc",
+         "rmia_binui_auc", "iam_binui_auc", "rcd_steps", "relearn_acc@10", "avg_gap", "RTE_s")
 
 
 def run_demo(overrides: list[str], rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
@@ -35,7 +38,9 @@ def run_demo(overrides: list[str], rebuild: bool = False, use_ray: bool = True) 
            + markdown_table(table) + "\n"
     art = store.put("demo", "summary", {"demo.md": text, "demo.csv": table, "demo.parquet": table}, replace=True,
                     config={"configs": [c.model_dump() for c in cfgs]})
-    print("\n" + table.to_string(index=False), flush=True)
+    shown = [c for c in SHOWN if c in table.columns]
+    print("\n" + table[shown].to_string(index=False), flush=True)
+    log("(the printed columns are a selection; the saved table has every metric)")
     log(f"demo table: {art.path}/demo.csv")
     log(f"run directories: {', '.join(c.run_dir for c in cfgs)}")
     return {"table": table, "path": art.path}

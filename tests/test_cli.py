@@ -11,7 +11,7 @@ import pytest
 from expunge.cli import main
 from expunge.store import Store
 
-FAST = ["train.epochs=6", "unlearn.methods=[retrain,{name: finetune, params: {epochs: 2}},ga]"]
+FAST = ["train.epochs=6", "audit.shadows=1", "unlearn.methods=[retrain,{name: finetune, params: {epochs: 2}},ga]"]
 
 
 def run_cli(argv, capsys):
