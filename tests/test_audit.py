@@ -60,8 +60,8 @@ def test_audit_artifacts(audited):
 
 
 @pytest.mark.parametrize("override, needle", [
-    (["audit.metrics=[lira]"], "audit.shadows"),
-    (["audit.metrics=[lira]", "audit.shadows=2"], "data.sizes.shadow_pool"),
+    (["audit.metrics=[lira]", "audit.shadows=0"], "audit.shadows"),
+    (["audit.metrics=[lira]", "audit.shadows=2", "data.sizes.shadow_pool=0.0"], "data.sizes.shadow_pool"),
     (["audit.metrics=[liar]"], "did you mean lira"),
 ])
 def test_audit_config_errors(override, needle, repo_root):

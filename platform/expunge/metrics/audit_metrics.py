@@ -19,7 +19,7 @@ from expunge.metrics.base import AuditInputs, MetricResult, Outputs, register_me
 from expunge.metrics.iam import iam_offline, iam_online
 from expunge.metrics.lira import lira_offline, lira_online_with_reference
 from expunge.metrics.rmia import rmia_offline, rmia_online
-from expunge.metrics.roc import binary_report
+from expunge.metrics.roc import binary_report, bootstrap_ci
 from expunge.metrics.signals import logit_scaled_confidence, true_class_prob
 from expunge.metrics.svc_mia import FEATURES, svc_mia_efficacy
 
@@ -34,16 +34,22 @@ def _stack(models: list[dict[str, Outputs]], sets: tuple[str, ...], kind: str) -
     return np.stack([np.concatenate([_sig(m[s], kind) for s in sets]) for m in models])
 
 
-def _binui(prefix: str, online: np.ndarray, offline: np.ndarray,
-           n: dict[str, int]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Split scores over retain|forget|test and report both protocols, names prefixed by the attack."""
+def _binui(prefix: str, online: np.ndarray, offline: np.ndarray, n: dict[str, int],
+           n_boot: int = 200) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Split scores over retain|forget|test and report both protocols, names prefixed by the attack:
+    AUC, TPR at FPR and TNR at FNR in {0.1, 0.01, 0.001}, balanced accuracy, and a class-balanced
+    bootstrap 95% interval of the BinUI AUC (``n_boot`` resamples; 0 turns it off)."""
     r, f = n["retain"], n["forget"]
     s_r, s_f, s_t = online[:r], online[r:r + f], online[r + f:]
     binui = binary_report(np.concatenate([s_r, s_f]), np.r_[np.ones(r, bool), np.zeros(f, bool)])
     o_f, o_t = offline[r:r + f], offline[r + f:]
     fvt = binary_report(np.concatenate([o_f, o_t]), np.r_[np.ones(f, bool), np.zeros(len(o_t), bool)])
-    summary = {"binui_auc": binui["auc"], "binui_tpr@fpr=0.01": binui["tpr@fpr=0.01"],
-               "forget_vs_test_auc": fvt["auc"], "forget_score_mean": float(np.mean(s_f))}
+    labels = np.r_[np.ones(r, bool), np.zeros(f, bool)]
+    ci = bootstrap_ci(np.concatenate([s_r, s_f]), labels, n_boot=n_boot, seed=0) if n_boot else {}
+    summary = {**{f"binui_{k}": v for k, v in binui.items() if k not in ("n_pos", "n_neg")},
+               "binui_auc_ci_low": ci.get("low", np.nan), "binui_auc_ci_high": ci.get("high", np.nan),
+               "forget_vs_test_auc": fvt["auc"], "forget_vs_test_tpr@fpr=0.01": fvt["tpr@fpr=0.01"],
+               "forget_score_mean": float(np.mean(s_f))}
     per = {"forget": s_f, "retain": s_r, "test": s_t, "offline_forget": o_f, "offline_test": o_t}
     return ({f"{prefix}_{k}": v for k, v in summary.items()}, {f"{prefix}_{k}": v for k, v in per.items()})
 
