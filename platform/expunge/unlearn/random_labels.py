@@ -13,20 +13,12 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from pydantic import Field
-
-from expunge.search_space import Domain, loguniform, randint
 from expunge.unlearn.base import Batch, MethodConfig, UnlearnContext, UnlearnMethod, register_method
+from expunge.unlearn.finetune import FinetuneConfig
 
 
-class RLConfig(MethodConfig):
-    epochs: int = Field(10, ge=1)
-    lr: float = Field(0.01, gt=0)
-    augment: bool = True
-
-    @classmethod
-    def search_space(cls) -> dict[str, Domain]:
-        return {"lr": loguniform(1e-3, 1e-1), "epochs": randint(1, 11)}
+class RLConfig(FinetuneConfig):
+    """FT's defaults and search space (lr 0.01, 10 epochs, augmentation on), as SalUn's RL setting."""
 
 
 def random_other_labels(labels: np.ndarray, num_classes: int, generator: torch.Generator) -> np.ndarray:
