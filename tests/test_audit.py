@@ -11,7 +11,7 @@ from expunge.store import Store
 
 AUDIT = ["data.dataset=synthetic", "data.options={n: 1200, num_classes: 10, shape: [1, 8, 8], noise: 0.6}",
          "unlearn.methods=[retrain,finetune]", "data.sizes.shadow_pool=0.3", "audit.shadows=4",
-         "audit.metrics=[accuracy,svc_mia,lira,rmia,iam,relearn]", "train.epochs=40", "train.augment=false"]
+         "audit.metrics=[accuracy,svc_mia,cr,miacr,lira,rmia,iam,relearn]", "train.epochs=40", "train.augment=false"]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,11 @@ def test_binui_and_avg_gap(audited):
     assert table.loc["original", "avg_gap"] == pytest.approx(gap, abs=1e-2)
     assert table.loc["retrain", "MIA_efficacy"] > table.loc["original", "MIA_efficacy"]
     assert "rcd_steps" in table.columns and table.loc["original", "rcd_steps"] == 0
+    # the original memorised D_f: small sets that contain the label (high CR); after retraining the
+    # forget samples get the large sets of unseen data (CR near the test set's)
+    assert table.loc["original", "CR_forget"] > 2 * table.loc["retrain", "CR_forget"]
+    assert abs(table.loc["retrain", "CR_forget"] - table.loc["retrain", "CR_test"]) < 0.1
+    assert table.loc["original", "MIACR_coverage"] > table.loc["retrain", "MIACR_coverage"]
 
 
 @pytest.mark.slow

@@ -20,7 +20,9 @@ from expunge.metrics.iam import iam_offline, iam_online
 from expunge.metrics.lira import lira_offline, lira_online_with_reference
 from expunge.metrics.rmia import rmia_offline, rmia_online
 from expunge.metrics.roc import binary_report, bootstrap_ci
-from expunge.metrics.signals import logit_scaled_confidence, true_class_prob
+from expunge.metrics.conformal import cr_class, cr_random
+from expunge.metrics.miacr import miacr
+from expunge.metrics.signals import logit_scaled_confidence, softmax, true_class_prob
 from expunge.metrics.svc_mia import FEATURES, svc_mia_efficacy
 
 BINUI_SETS = ("retain", "forget", "test")
@@ -106,3 +108,35 @@ def iam(inputs: AuditInputs, n_levels: int = 100) -> MetricResult:
     # IAM reports the unlearning score 1 - S of the forget samples
     summary["iam_unlearning_score_mean"] = float(1.0 - summary.pop("iam_forget_score_mean"))
     return MetricResult(per, summary)
+
+
+def _probs(o: Outputs) -> tuple[np.ndarray, np.ndarray]:
+    return softmax(o.logits), o.labels
+
+
+@register_metric("cr", requires=("target",))
+def cr(inputs: AuditInputs, alphas: tuple[float, ...] = (0.05,)) -> MetricResult:
+    """Conformal coverage ratio CR = coverage / set size (LAC, split conformal) on forget, retain, test."""
+    t = inputs.target
+    summary: dict[str, float] = {}
+    for alpha in alphas:
+        if inputs.forget_class is None:
+            res = cr_random(_probs(t["calibration"]), {s: _probs(t[s]) for s in ("forget", "retain", "test")}, alpha)
+        else:
+            c = inputs.forget_class
+            test_p, test_y = _probs(t["test"])
+            is_f = test_y == c
+            res = cr_class(_probs(t["calibration"]), c, _probs(t["forget"]), (test_p[is_f], test_y[is_f]),
+                           (test_p[~is_f], test_y[~is_f]), alpha)
+        suffix = "" if len(alphas) == 1 else f"@{alpha:g}"
+        summary.update({f"{k}{suffix}": v for k, v in res.items()})
+    return MetricResult({}, summary)
+
+
+@register_metric("miacr", requires=("target",))
+def miacr_metric(inputs: AuditInputs, alpha: float = 0.05, seed: int = 0) -> MetricResult:
+    """MIACR: conformal sets over {member, non-member} on the SVC attack; coverage / size on D_f."""
+    t = inputs.target
+    conf = {s: true_class_prob(t[s].logits, t[s].labels) for s in ("retain", "test", "calibration", "forget")}
+    summary, member_in = miacr(conf["retain"], conf["test"], conf["calibration"], conf["forget"], alpha, seed)
+    return MetricResult({"member_in_set": member_in}, summary)

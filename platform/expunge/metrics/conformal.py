@@ -57,3 +57,38 @@ def coverage_ratio(probs: np.ndarray, labels: np.ndarray, qhat: float) -> dict[s
     size = float(sets.sum(axis=1).mean())
     # the reference divides without a guard; all-empty sets cover nothing, so CR = 0
     return {"coverage": cov, "size": size, "CR": cov / size if size > 0 else 0.0}
+
+
+def cr_random(cal: tuple[np.ndarray, np.ndarray], sets: dict[str, tuple[np.ndarray, np.ndarray]],
+              alpha: float) -> dict[str, float]:
+    """Random (data-wise) forgetting: one q_hat from the calibration split; coverage, size and CR on
+    each of ``sets`` (``{name: (probs, labels)}``, e.g. forget / retain / test)."""
+    qhat = conformal_quantile(lac_scores(*cal), alpha)
+    out = {"qhat": qhat}
+    for name, (probs, labels) in sets.items():
+        for k, v in coverage_ratio(probs, labels, qhat).items():
+            out[f"{k}_{name}"] = v
+    return out
+
+
+def cr_class(cal: tuple[np.ndarray, np.ndarray], forget_class: int, train_forget: tuple[np.ndarray, np.ndarray],
+             test_forget: tuple[np.ndarray, np.ndarray], test_retain: tuple[np.ndarray, np.ndarray],
+             alpha: float) -> dict[str, float]:
+    """Class forgetting (the reference's ``get_CP_class_wise``): q1 calibrated on calibration samples
+    of the remaining classes, q2 on those of the forgotten class; CR(train-forget) and
+    CR(test-forget) use q2, CR(test-retain) uses q1.
+
+    Calibrating q2 with the unlearned model on forgotten-class samples makes test-forget coverage
+    about 1 - alpha by exchangeability, so the class-wise CR is driven by set size: a model that has
+    really forgotten the class produces large, uninformative sets and a *low* CR.
+    """
+    probs, labels = cal
+    is_f = labels == forget_class
+    q1 = conformal_quantile(lac_scores(probs[~is_f], labels[~is_f]), alpha)
+    q2 = conformal_quantile(lac_scores(probs[is_f], labels[is_f]), alpha)
+    out = {"qhat": q1, "qhat_forget_class": q2}
+    for name, (p, y), q in (("forget", train_forget, q2), ("test_forget", test_forget, q2),
+                            ("test", test_retain, q1)):
+        for k, v in coverage_ratio(p, y, q).items():
+            out[f"{k}_{name}"] = v
+    return out
