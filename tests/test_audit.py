@@ -90,3 +90,16 @@ def test_audit_command_needs_stored_models_then_audits(tmp_path, capsys):
     assert main(["audit", *args, "audit.metrics=[accuracy,svc_mia]"]) == 0
     out = capsys.readouterr()
     assert "MIA_efficacy" in out.out and "audit tables:" in out.err
+
+
+@pytest.mark.slow
+def test_lira_with_augmented_views(tmp_path, repo_root):
+    cfg = load_config(repo_root / "configs/experiments/digits.yaml",
+                      [f"storage={tmp_path}", *AUDIT, "audit.metrics=[lira]", "audit.augmented_views=3",
+                       "unlearn.methods=[retrain]", "train.augment=true", "train.epochs=60"])
+    res = run_pipeline(cfg, use_ray=False, print_table=False)
+    table = res["table"].set_index("method")
+    out = Store(str(tmp_path / "digits")).get("outputs", "original").read("aug_logits_forget.npy")
+    assert out.shape[0] == 3 and out.shape[2] == 10
+    assert table.loc["original", "lira_forget_vs_test_auc"] >= 0.8
+    assert abs(table.loc["retrain", "lira_forget_vs_test_auc"] - 0.5) <= 0.1

@@ -140,6 +140,8 @@ class AuditConfig(Section):
     shadows: int = Field(0, ge=0, le=4096)
     shadow_fraction: float = Field(0.8, gt=0, le=1)
     relearn_epochs: int = Field(10, ge=1, le=1000)
+    #: augmented query views per sample for LiRA (0: the clean image only)
+    augmented_views: int = Field(0, ge=0, le=64)
 
     @field_validator("metrics")
     @classmethod

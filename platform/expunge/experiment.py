@@ -33,6 +33,8 @@ from expunge.unlearn import METHODS, UnlearnContext, unlearn
 
 #: sets whose logits are cached for every model
 AUDIT_SETS = ("forget", "retain", "test", "calibration", "population", "shadow_pool")
+#: sets queried with augmented views when ``audit.augmented_views`` > 0 (LiRA's BinUI sets)
+AUGMENTED_SETS = ("forget", "retain", "test")
 WEIGHTS = "weights.safetensors"
 
 
@@ -249,7 +251,8 @@ class Experiment:
     # --- outputs cache -----------------------------------------------------------------------
     def _outputs_expect(self, model_art: Artifact) -> dict[str, Any]:
         return {"config": {"model": model_art.key, "model_content_hash": model_art.manifest["content_hash"],
-                           "sets": list(AUDIT_SETS)}, "split_hash": self.plan.hash}
+                           "sets": list(AUDIT_SETS), "augmented_views": self.cfg.audit.augmented_views},
+                "split_hash": self.plan.hash}
 
     def _ensure_outputs(self, model_art: Artifact, model: nn.Module | None) -> Artifact:
         """The model's cached outputs; computed once, from ``model`` if given, else from stored weights.
@@ -274,6 +277,12 @@ class Experiment:
             files[f"logits_{name}.npy"] = evaluate(model, self.data, idx, self.cfg.train.eval_batch_size)
             files[f"labels_{name}.npy"] = self.dataset.labels.numpy()[idx]
             files[f"ids_{name}.npy"] = idx
+            if self.cfg.audit.augmented_views and name in AUGMENTED_SETS:
+                # the same seeded views for every model, so per-view signals are comparable (LiRA)
+                files[f"aug_logits_{name}.npy"] = np.stack([
+                    evaluate(model, self.data, idx, self.cfg.train.eval_batch_size, augment=True,
+                             generator=torch.Generator().manual_seed(10_007 * v + 1))
+                    for v in range(self.cfg.audit.augmented_views)])
         return self.store.put("outputs", model_key, files, seed=self.cfg.seed, replace=True, **expect)
 
     def outputs(self, model_key: str) -> dict[str, Outputs]:
@@ -282,5 +291,7 @@ class Experiment:
         if model_art is None:
             raise ArtifactError(f"model {model_key} is not in {self.store.uri}; run its stage first")
         art = self._ensure_outputs(model_art, None)
-        return {s: Outputs(art.read(f"logits_{s}.npy"), art.read(f"labels_{s}.npy"), art.read(f"ids_{s}.npy"))
+        names = set(art.files())
+        return {s: Outputs(art.read(f"logits_{s}.npy"), art.read(f"labels_{s}.npy"), art.read(f"ids_{s}.npy"),
+                           art.read(f"aug_logits_{s}.npy") if f"aug_logits_{s}.npy" in names else None)
                 for s in AUDIT_SETS}

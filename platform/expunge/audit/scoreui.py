@@ -34,10 +34,8 @@ def partial_membership_checkpoints(init_model: nn.Module, data: DeviceData, targ
     model = copy.deepcopy(init_model).to(data.device)
     out = [(0.0, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})]
     every = cfg.epochs // breaks
-    state: dict = {}
 
     def keep(rec: dict) -> None:
-        state["opt"] = rec["_optimizer"].state_dict()
         if rec["epoch"] % every == 0:
             out.append((rec["epoch"] / cfg.epochs,
                         {k: v.detach().cpu().clone() for k, v in rec["_model"].state_dict().items()}))

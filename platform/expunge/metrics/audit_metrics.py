@@ -36,6 +36,14 @@ def _stack(models: list[dict[str, Outputs]], sets: tuple[str, ...], kind: str) -
     return np.stack([np.concatenate([_sig(m[s], kind) for s in sets]) for m in models])
 
 
+def _stack_views(models: list[dict[str, Outputs]], sets: tuple[str, ...]) -> np.ndarray | None:
+    """[K, N, V] logit-scaled confidences of the augmented views, or None if any model lacks them."""
+    if any(m[s].aug_logits is None for m in models for s in sets):
+        return None
+    return np.stack([np.concatenate([np.stack([logit_scaled_confidence(v, m[s].labels) for v in m[s].aug_logits],
+                                              axis=1) for s in sets]) for m in models])
+
+
 def _binui(prefix: str, online: np.ndarray, offline: np.ndarray, n: dict[str, int],
            n_boot: int = 200) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Split scores over retain|forget|test and report both protocols, names prefixed by the attack:
@@ -72,12 +80,18 @@ def svc_mia(inputs: AuditInputs, seed: int = 0) -> MetricResult:
 
 @register_metric("lira", requires=("target", "original", "shadows"))
 def lira(inputs: AuditInputs, global_variance: bool = False) -> MetricResult:
-    """LiRA (Carlini et al. 2022): online (original as IN) for BinUI, offline for forget vs test; AUCs."""
+    """LiRA (Carlini et al. 2022): online (original as IN) for BinUI, offline for forget vs test; AUCs.
+
+    With ``audit.augmented_views`` > 0 every model is queried on the same seeded augmented views and
+    the per-view likelihoods are averaged (LiRA's augmented queries)."""
     sets = BINUI_SETS
-    target = _stack([inputs.target], sets, "logit")[0]
-    shadows = _stack(inputs.shadows, sets, "logit")
-    online = lira_online_with_reference(target, _stack([inputs.original], sets, "logit"), shadows,
-                                        global_variance=global_variance)
+    views = _stack_views([inputs.target, inputs.original, *inputs.shadows], sets)
+    if views is not None:  # augmented queries: per-view Gaussians, log-likelihoods averaged over views
+        target, original, shadows = views[0], views[1:2], views[2:]
+    else:
+        target, original = _stack([inputs.target], sets, "logit")[0], _stack([inputs.original], sets, "logit")
+        shadows = _stack(inputs.shadows, sets, "logit")
+    online = lira_online_with_reference(target, original, shadows, global_variance=global_variance)
     offline = lira_offline(target, shadows, global_variance=global_variance)
     return MetricResult(*reversed(_binui("lira", online, offline, _sizes(inputs))))
 

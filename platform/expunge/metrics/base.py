@@ -21,6 +21,8 @@ class Outputs:
     logits: np.ndarray
     labels: np.ndarray
     ids: np.ndarray
+    #: logits of augmented views [V, n, C] (random crop / flip), when the audit asked for them
+    aug_logits: np.ndarray | None = None
 
     def probs(self) -> np.ndarray:
         z = self.logits - self.logits.max(axis=1, keepdims=True)

@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from expunge.errors import ExpungeError
 from expunge.models.base import Classifier, register_model
 
 
 class BasicBlock(nn.Module):
-    expansion = 1
+    """Two 3x3 conv-BN layers with an identity (or 1x1 conv-BN projection) shortcut."""
 
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
@@ -33,9 +34,19 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(Classifier):
+    """CIFAR-stem ResNet: ``depths`` BasicBlocks per stage, stage ``i`` has ``width * 2**i`` channels.
+
+    Every stage after the first halves the map, so 32x32 ends at 4x4 and 8x8 at 1x1 before pooling.
+    """
+
     def __init__(self, num_classes: int, in_shape: tuple[int, int, int], depths: tuple[int, ...] = (2, 2, 2, 2),
                  width: int = 64) -> None:
         super().__init__()
+        if int(width) != width or width < 1:
+            raise ExpungeError(f"resnet: width must be a positive integer, got {width}")
+        if not depths or any(n < 1 for n in depths):
+            raise ExpungeError(f"resnet: depths must be positive block counts, got {depths}")
+        width = int(width)
         c = in_shape[0]
         self.conv1 = nn.Conv2d(c, width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -45,7 +56,7 @@ class ResNet(Classifier):
             cout = width * 2 ** i
             blocks = []
             for j in range(n):
-                # no downsampling in the first stage; stride 2 at the start of every later stage
+                # the stride-1 stem already keeps full resolution, so stage 1 does not downsample either
                 blocks.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
                 cin = cout
             stages.append(nn.Sequential(*blocks))
@@ -58,7 +69,11 @@ class ResNet(Classifier):
         return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
 
 
+#: BasicBlocks per stage, by depth (He et al. 2016, Table 1)
+RESNET_DEPTHS: dict[int, tuple[int, ...]] = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
 @register_model("resnet18")
 def resnet18(num_classes: int, in_shape: tuple[int, int, int], width: int = 64) -> ResNet:
     """ResNet-18, CIFAR variant (3x3 stem, no max-pool; He et al. 2016)."""
-    return ResNet(num_classes, in_shape, (2, 2, 2, 2), width)
+    return ResNet(num_classes, in_shape, RESNET_DEPTHS[18], width)
