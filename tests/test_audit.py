@@ -103,3 +103,43 @@ def test_lira_with_augmented_views(tmp_path, repo_root):
     assert out.shape[0] == 3 and out.shape[2] == 10
     assert table.loc["original", "lira_forget_vs_test_auc"] >= 0.8
     assert abs(table.loc["retrain", "lira_forget_vs_test_auc"] - 0.5) <= 0.1
+
+
+def test_audit_params_validated_and_passed(repo_root):
+    base = ["audit.metrics=[accuracy,rmia]", "audit.shadows=1"]
+    cfg = load_config(repo_root / "configs/experiments/digits.yaml", [*base, "audit.params={rmia: {gamma: 1.5, signal: taylor}}"])
+    assert cfg.audit.params["rmia"]["signal"] == "taylor"
+    with pytest.raises(ConfigError, match="audit.params.rmia.gama: unknown parameter"):
+        load_config(repo_root / "configs/experiments/digits.yaml", [*base, "audit.params={rmia: {gama: 1}}"])
+    with pytest.raises(ConfigError, match="audit.params.iam: not in audit.metrics"):
+        load_config(repo_root / "configs/experiments/digits.yaml", [*base, "audit.params={iam: {n_levels: 5}}"])
+
+
+def test_accuracy_metric_by_hand():
+    from expunge.metrics import METRICS, AuditInputs, Outputs
+
+    def out(pred, y):
+        return Outputs(np.eye(3)[pred] * 5.0, np.asarray(y), np.arange(len(y)))
+
+    # forget: 1 of 4 right -> UA 0.75; retain 2 of 2 -> RA 1; test labels (0, 1, 2, 2), predictions
+    # (0, 1, 0, 2): remaining classes (forget class 2 excluded) 2/2 = 1, forgotten class 1/2
+    inputs = AuditInputs({"forget": out([0, 1, 1, 2], [2, 2, 2, 2]), "retain": out([0, 1], [0, 1]),
+                          "test": out([0, 1, 0, 2], [0, 1, 2, 2])}, forget_class=2)
+    s = METRICS.get("accuracy")(inputs).summary
+    assert s == {"UA": 0.75, "RA": 1.0, "TA": 1.0, "forget_class_TA": 0.5}
+
+
+def test_rmia_taylor_signal_and_iam_weighting_run():
+    from expunge.metrics import METRICS, AuditInputs, Outputs
+
+    rng = np.random.default_rng(0)
+
+    def model():
+        return {s: Outputs(rng.normal(size=(n, 4)), rng.integers(0, 4, n), np.arange(n))
+                for s, n in (("retain", 30), ("forget", 10), ("test", 20), ("population", 25), ("shadow_pool", 15))}
+
+    inputs = AuditInputs(model(), model(), [model(), model()], None, [np.arange(8), np.arange(5, 15)])
+    r = METRICS.get("rmia")(inputs, signal="taylor", gamma=1.5).summary
+    i = METRICS.get("iam")(inputs, weighting="uniform").summary
+    assert 0 <= r["rmia_binui_auc"] <= 1 and 0 <= i["iam_binui_auc"] <= 1
+    assert np.isfinite([r["rmia_forget_vs_test_auc"], i["iam_unlearning_score_mean"]]).all()

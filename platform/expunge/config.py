@@ -142,6 +142,8 @@ class AuditConfig(Section):
     relearn_epochs: int = Field(10, ge=1, le=1000)
     #: augmented query views per sample for LiRA (0: the clean image only)
     augmented_views: int = Field(0, ge=0, le=64)
+    #: keyword arguments per metric, e.g. {rmia: {gamma: 1.5, signal: taylor}, iam: {n_levels: 50}}
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("metrics")
     @classmethod
@@ -152,6 +154,23 @@ class AuditConfig(Section):
             if name != "relearn" and name not in METRICS:
                 raise ValueError(METRICS.unknown_message(name))
         return v
+
+    @model_validator(mode="after")
+    def _params_for_known_metrics(self) -> "AuditConfig":
+        import inspect
+
+        from expunge.metrics import METRICS
+
+        for name, kwargs in self.params.items():
+            if name not in self.metrics:
+                raise ValueError(f"audit.params.{name}: not in audit.metrics ({', '.join(self.metrics)})")
+            if name == "relearn":
+                raise ValueError("audit.params.relearn: use audit.relearn_epochs")
+            allowed = [p for p in inspect.signature(METRICS.get(name).fn).parameters if p != "inputs"]
+            for key in kwargs:
+                if key not in allowed:
+                    raise ValueError(f"audit.params.{name}.{key}: unknown parameter (allowed: {', '.join(allowed)})")
+        return self
 
 
 class ExperimentConfig(Section):

@@ -4,7 +4,8 @@ Reads each model's outputs once from the store (original, unlearned, retrained, 
 the registered metrics (``audit.metrics``) plus the relearning attack when asked, and writes one
 tidy table (model x metric, parquet and CSV), a wide leaderboard with the gap to retrain and
 Avg. Gap = mean |m - m_retrain| over UA, RA, TA and MIA-efficacy (SalUn's convention), per-sample
-scores (.npy) and a JSON summary.
+scores (.npy), relearning curves and a JSON summary. ``audit.params`` passes keyword arguments to a
+metric (``{rmia: {gamma: 1.5, signal: taylor}}``).
 """
 from __future__ import annotations
 
@@ -25,17 +26,20 @@ def shadow_keys(ex: Experiment) -> list[str]:
     return [f"shadow-{k:03d}" for k in range(ex.cfg.audit.shadows)]
 
 
-def relearn_summary(ex: Experiment, key: str) -> dict[str, float]:
+def relearn_summary(ex: Experiment, key: str) -> tuple[dict[str, float], dict[str, Any]]:
     """Class forgetting: PRU's relearn test (forgotten-class test accuracy after epochs 1/5/10 of
-    fine-tuning on remaining-class population samples). Random forgetting: RCD (our formalisation)."""
+    fine-tuning on remaining-class population samples). Random forgetting: RCD (our formalisation).
+    Returns the summary numbers and the whole curve (accuracies and weight distances per point)."""
     model = ex.load_model(key)
     plan = ex.plan
     if plan.forget_class is not None:
         curve = pru_relearn_test(model, ex.data, plan.population, plan.forget_class, plan.test,
                                  epochs=ex.cfg.audit.relearn_epochs, seed=ex.cfg.seed)
-        return {f"relearn_acc@{round(e)}": a for e, a in zip(curve.epoch, curve.acc["forget_class_test"]) if e > 0}
+        summary = {f"relearn_acc@{round(e)}": a for e, a in zip(curve.epoch, curve.acc["forget_class_test"]) if e > 0}
+        return summary, {"protocol": "pru_relearn", **curve.to_dict()}
     rcd = relearn_convergence_delay(model, ex.load_model("original"), ex.data, plan.forget, seed=ex.cfg.seed)
-    return {"rcd_steps": float(rcd["rcd_steps"]), "rcd_reached": float(rcd["reached"])}
+    return ({"rcd_steps": float(rcd["rcd_steps"]), "rcd_reached": float(rcd["reached"])},
+            {"protocol": "rcd", "target_acc": rcd["target_acc"], "definition": rcd["definition"], **rcd["curve"]})
 
 
 def audit_models(ex: Experiment, model_keys: list[str]) -> dict[str, Any]:
@@ -46,14 +50,15 @@ def audit_models(ex: Experiment, model_keys: list[str]) -> dict[str, Any]:
     members = [ex.store.get("models", k).read("members.npy") for k in shadow_keys(ex)]
     rows: list[dict[str, Any]] = []
     per_sample: dict[str, np.ndarray] = {}
+    curves: dict[str, Any] = {}
     for key in model_keys:
         method = ex.store.get("models", key).manifest.get("method", key)
         inputs = AuditInputs(ex.outputs(key), original, shadows, ex.plan.forget_class, members)
         for name in cfg.metrics:
             if name == "relearn":
-                values = relearn_summary(ex, key)
+                values, curves[key] = relearn_summary(ex, key)
             else:
-                res = METRICS.get(name)(inputs)
+                res = METRICS.get(name)(inputs, **cfg.params.get(name, {}))
                 values = res.summary
                 per_sample.update({f"{key}__{name}__{k}.npy": np.asarray(v) for k, v in res.per_sample.items()})
             rows += [{"model": key, "method": method, "metric": m, "value": float(v)} for m, v in values.items()]
@@ -70,15 +75,17 @@ def audit_models(ex: Experiment, model_keys: list[str]) -> dict[str, Any]:
     wide["RTE_s"] = wide["model"].map(rte).astype(float)
     if "retrain" in set(wide["method"]):
         ref = wide[wide["method"] == "retrain"].iloc[0]
-        gaps = [c for c in GAP_METRICS if c in wide.columns]
-        for c in gaps:
-            wide[f"gap_{c}"] = (wide[c] - ref[c]).abs()
+        metric_cols = [c for c in wide.columns if c not in ("model", "method", "RTE_s")]
+        wide = pd.concat([wide, pd.DataFrame({f"gap_{c}": (wide[c] - ref[c]).abs() for c in metric_cols})], axis=1)
+        gaps = [f"gap_{c}" for c in GAP_METRICS if c in wide.columns]
         if gaps:
-            wide["avg_gap"] = wide[[f"gap_{c}" for c in gaps]].mean(axis=1)
+            wide["avg_gap"] = wide[gaps].mean(axis=1)
     wide = wide.round(3)
     files = {"metrics_long.parquet": long, "metrics_long.csv": long, "leaderboard.parquet": wide,
              "leaderboard.csv": wide, "summary.json": {"metrics": cfg.metrics, "shadows": cfg.shadows,
                                                        "rows": wide.to_dict(orient="records")}, **per_sample}
+    if curves:
+        files["relearn_curves.json"] = curves
     art = ex.store.put("audit", "results", files, config={"audit": cfg.model_dump(), "models": model_keys},
                        split_hash=ex.plan.hash, seed=ex.cfg.seed, replace=True)
     return {"long": long, "leaderboard": wide, "path": art.path}

@@ -22,7 +22,7 @@ from expunge.metrics.rmia import rmia_offline, rmia_online
 from expunge.metrics.roc import binary_report, bootstrap_ci
 from expunge.metrics.conformal import cr_class, cr_random
 from expunge.metrics.miacr import miacr
-from expunge.metrics.signals import logit_scaled_confidence, softmax, true_class_prob
+from expunge.metrics.signals import logit_scaled_confidence, softmax, taylor_soft_margin, true_class_prob
 from expunge.metrics.svc_mia import FEATURES, svc_mia_efficacy
 
 BINUI_SETS = ("retain", "forget", "test")
@@ -97,27 +97,41 @@ def lira(inputs: AuditInputs, global_variance: bool = False) -> MetricResult:
 
 
 @register_metric("rmia", requires=("target", "original", "shadows"))
-def rmia(inputs: AuditInputs, gamma: float = 2.0) -> MetricResult:
-    """RMIA (Zarifzadeh et al. 2024) on the population split: online BinUI, offline forget vs test."""
-    sets = BINUI_SETS
-    pop = ("population",)
-    tx, tz = _stack([inputs.target], sets, "prob")[0], _stack([inputs.target], pop, "prob")[0]
-    sx, sz = _stack(inputs.shadows, sets, "prob"), _stack(inputs.shadows, pop, "prob")
-    online = rmia_online(tx, _stack([inputs.original], sets, "prob"), sx, tz, _stack([inputs.original], pop, "prob"),
-                         sz, gamma=gamma)
-    offline = rmia_offline(tx, sx, tz, sz, gamma=gamma)
+def rmia(inputs: AuditInputs, gamma: float = 2.0, a: float = 0.3, signal: str = "prob", m: float = 0.6,
+         n: int = 4, temperature: float = 1.0) -> MetricResult:
+    """RMIA (Zarifzadeh et al. 2024) on the population split: online BinUI, offline forget vs test.
+
+    ``signal``: "prob" (p_y) or "taylor" (the Taylor soft-margin signal with m, n, temperature);
+    ``a`` scales the offline approximation of the IN mean."""
+    if signal not in ("prob", "taylor"):
+        from expunge.errors import ExpungeError
+
+        raise ExpungeError(f"rmia signal {signal!r}: allowed prob, taylor")
+
+    def stack(models: list[dict[str, Outputs]], sets: tuple[str, ...]) -> np.ndarray:
+        if signal == "prob":
+            return _stack(models, sets, "prob")
+        return np.stack([np.concatenate([taylor_soft_margin(mm[s].logits, mm[s].labels, m, n, temperature)
+                                         for s in sets]) for mm in models])
+
+    sets, pop = BINUI_SETS, ("population",)
+    tx, tz = stack([inputs.target], sets)[0], stack([inputs.target], pop)[0]
+    sx, sz = stack(inputs.shadows, sets), stack(inputs.shadows, pop)
+    online = rmia_online(tx, stack([inputs.original], sets), sx, tz, stack([inputs.original], pop), sz, gamma=gamma)
+    offline = rmia_offline(tx, sx, tz, sz, a=a, gamma=gamma)
     return MetricResult(*reversed(_binui("rmia", online, offline, _sizes(inputs))))
 
 
 @register_metric("iam", requires=("target", "original", "shadows"))
-def iam(inputs: AuditInputs, n_levels: int = 100) -> MetricResult:
+def iam(inputs: AuditInputs, n_levels: int = 100, weighting: str = "reference") -> MetricResult:
     """IAM (USENIX Security 2025): IAM-On for BinUI, IAM-Off for forget vs test; AUCs."""
     sets = BINUI_SETS
     target, shadows = _stack([inputs.target], sets, "prob")[0], _stack(inputs.shadows, sets, "prob")
-    online = iam_online(target, shadows, _stack([inputs.original], sets, "prob")[0], n_levels=n_levels)
+    online = iam_online(target, shadows, _stack([inputs.original], sets, "prob")[0], n_levels=n_levels,
+                        weighting=weighting)
     own = [_sig(s["shadow_pool"], "prob")[np.isin(s["shadow_pool"].ids, members)]
            for s, members in zip(inputs.shadows, inputs.shadow_members)]
-    offline = iam_offline(target, shadows, own, n_levels=n_levels)
+    offline = iam_offline(target, shadows, own, n_levels=n_levels, weighting=weighting)
     summary, per = _binui("iam", online.membership, offline.membership, _sizes(inputs))
     # IAM reports the unlearning score 1 - S of the forget samples
     summary["iam_unlearning_score_mean"] = float(1.0 - summary.pop("iam_forget_score_mean"))

@@ -56,7 +56,7 @@ class ResNet(Classifier):
             cout = width * 2 ** i
             blocks = []
             for j in range(n):
-                # the stride-1 stem already keeps full resolution, so stage 1 does not downsample either
+                # with no stem max-pool, stage 1 runs at full input resolution; each later stage halves it
                 blocks.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
                 cin = cout
             stages.append(nn.Sequential(*blocks))
