@@ -130,6 +130,14 @@ def test_demo_on_embedded_ray(tmp_path):
     table = Store(str(tmp_path / "digits")).get("audit", "results", verify=True).read("leaderboard.csv")
     orig = table[table.method == "original"].iloc[0]
     assert orig.TA >= 90.0 and orig.UA <= 5.0
+    # the audit on digits (4 OUT shadows): the retrained model's forget set is at chance against held-out
+    # non-members; the original's is above it (digits generalises well, so the gap is small: measured
+    # IAM 0.60 vs 0.51; tests/test_audit.py shows the strong case on data the model memorises)
+    retrain = table[table.method == "retrain"].iloc[0]
+    for attack in ("lira", "iam"):
+        assert abs(retrain[f"{attack}_forget_vs_test_auc"] - 0.5) <= 0.1
+    assert orig.iam_forget_vs_test_auc > retrain.iam_forget_vs_test_auc
+    assert retrain.avg_gap == 0.0
 
 
 def test_unlearn_command_runs_one_method(tmp_path, capsys):
