@@ -143,3 +143,13 @@ def test_rmia_taylor_signal_and_iam_weighting_run():
     i = METRICS.get("iam")(inputs, weighting="uniform").summary
     assert 0 <= r["rmia_binui_auc"] <= 1 and 0 <= i["iam_binui_auc"] <= 1
     assert np.isfinite([r["rmia_forget_vs_test_auc"], i["iam_unlearning_score_mean"]]).all()
+
+
+def test_conformal_alpha_too_small_refused_before_training(tmp_path, capsys):
+    from expunge.cli import main
+
+    code = main(["run", "configs/experiments/digits.yaml", "--local", f"storage={tmp_path}",
+                 "audit.params={cr: {alphas: [0.001]}}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "too few for alpha=0.001" in err and "loss" not in err
+    assert not list(tmp_path.rglob("models/*/manifest.json"))

@@ -140,6 +140,7 @@ class Experiment:
         for spec in methods:
             method = METHODS.get(spec.name)
             method.check(plan, method.parse_config(spec.params))
+        self._check_conformal_sizes()
         if self.rebuild:
             return
         original = self.store.get("models", "original", expect=self.original_expect(), verify=True)
@@ -147,6 +148,28 @@ class Experiment:
             if original is not None:
                 self.store.get("models", self.unlearned_key(spec), expect=self._unlearn_expect(spec, original),
                                verify=True)
+
+    def _check_conformal_sizes(self) -> None:
+        """CR / MIACR need enough calibration samples for every alpha; refuse before training."""
+        from expunge.errors import ConfigError
+        from expunge.metrics.conformal import min_calibration_size
+
+        audit = self.cfg.audit
+        alphas = [float(a) for a in audit.params.get("cr", {}).get("alphas", (0.05,))] if "cr" in audit.metrics else []
+        if "miacr" in audit.metrics:
+            alphas.append(float(audit.params.get("miacr", {}).get("alpha", 0.05)))
+        if not alphas:
+            return
+        cal = self.plan.calibration
+        sizes = {"calibration split": len(cal)}
+        if self.plan.forget_class is not None and "cr" in audit.metrics:
+            labels = self.dataset.labels.numpy()[cal]
+            sizes["calibration samples of the forgotten class"] = int((labels == self.plan.forget_class).sum())
+        for alpha in alphas:
+            for what, n in sizes.items():
+                if n < min_calibration_size(alpha):
+                    raise ConfigError(f"audit: the {what} has {n} samples, too few for alpha={alpha} (need "
+                                      f"{min_calibration_size(alpha)}); raise data.sizes.calibration or alpha")
 
     # --- stages ------------------------------------------------------------------------------
     def original_expect(self) -> dict[str, Any]:
