@@ -172,29 +172,54 @@ class Experiment:
                                       f"{min_calibration_size(alpha)}); raise data.sizes.calibration or alpha")
 
     # --- stages ------------------------------------------------------------------------------
-    def original_expect(self) -> dict[str, Any]:
-        return {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump()},
-                "split_hash": self.plan.hash, "seed": self.cfg.seed}
+    def trained(self, key: str, indices: np.ndarray, seed: int, config: dict[str, Any],
+                label: str, log_epochs: bool = False, extra_files: dict[str, Any] | None = None) -> Artifact:
+        """A model trained from a seeded fresh init on ``indices`` with ``train`` (or the stored one).
 
-    def original(self) -> Artifact:
-        """Train the original model on the train split (or reuse the stored one)."""
+        The manifest records the model and training config plus ``config`` (what makes this model
+        what it is: its role, member index, ...); outputs are cached once, right after training.
+        """
+        expect = {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump(), **config},
+                  "split_hash": self.plan.hash, "seed": seed}
 
         def build():
-            seed_everything(self.cfg.seed)
+            seed_everything(seed)
             model = self.model_factory().to(self.device)
             if self.device.type == "cuda" and self.cfg.train.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             t0 = time.perf_counter()
-            history = train(model, self.data, self.plan.train, self.cfg.train, seed=self.cfg.seed,
-                            callback=self._epoch_logger("original", self.cfg.train.epochs))
+            history = train(model, self.data, indices, self.cfg.train, seed=seed,
+                            callback=self._epoch_logger(label, self.cfg.train.epochs) if log_epochs else None)
             seconds = time.perf_counter() - t0
             built["model"] = model
-            return {WEIGHTS: state_tensors(model), "history.json": history}, {"run_time_s": seconds}
+            files = {WEIGHTS: state_tensors(model), "history.json": history, "members.npy": np.asarray(indices)}
+            return {**files, **(extra_files or {})}, {"run_time_s": seconds, "method": label}
 
         built: dict[str, nn.Module] = {}
-        art = self._fetch("models", "original", self.original_expect(), build)
+        art = self._fetch("models", key, expect, build)
         self._ensure_outputs(art, built.get("model"))
         return art
+
+    def original_expect(self) -> dict[str, Any]:
+        return {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump(),
+                           "role": "original"}, "split_hash": self.plan.hash, "seed": self.cfg.seed}
+
+    def original(self) -> Artifact:
+        """Train the original model on the train split (or reuse the stored one)."""
+        return self.trained("original", self.plan.train, self.cfg.seed, {"role": "original"}, "original",
+                            log_epochs=True)
+
+    def shadow_indices(self, k: int) -> np.ndarray:
+        """Shadow k's training set: a seeded ``audit.shadow_fraction`` subset of the shadow pool."""
+        from expunge.fleet.membership import out_only_subset
+
+        return out_only_subset(self.plan.shadow_pool, self.cfg.audit.shadow_fraction, [self.cfg.seed, 7919, k])
+
+    def shadow(self, k: int) -> Artifact:
+        """OUT shadow model k: never sees the original's training set (IAM's OUT-only shadows)."""
+        return self.trained(f"shadow-{k:03d}", self.shadow_indices(k), self.cfg.seed * 1009 + 31 * k + 5,
+                            {"role": "shadow", "shadow_fraction": self.cfg.audit.shadow_fraction, "member": k},
+                            "shadow")
 
     def unlearned_key(self, spec: MethodSpec) -> str:
         cfg = METHODS.get(spec.name).parse_config(spec.params)
@@ -221,32 +246,6 @@ class Experiment:
 
         built: dict[str, nn.Module] = {}
         art = self._fetch("models", key, expect, build)
-        self._ensure_outputs(art, built.get("model"))
-        return art
-
-    def shadow_indices(self, k: int) -> np.ndarray:
-        """Shadow k's training set: a seeded ``audit.shadow_fraction`` subset of the shadow pool."""
-        pool = self.plan.shadow_pool
-        rng = np.random.default_rng([self.cfg.seed, 7919, k])
-        n = max(1, int(round(self.cfg.audit.shadow_fraction * len(pool))))
-        return np.sort(rng.choice(pool, size=n, replace=False))
-
-    def shadow(self, k: int) -> Artifact:
-        """OUT shadow model k: never sees the original's training set (IAM's OUT-only shadows)."""
-        expect = {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump(),
-                             "shadow_fraction": self.cfg.audit.shadow_fraction, "member": k},
-                  "split_hash": self.plan.hash, "seed": self.cfg.seed}
-
-        def build():
-            seed_everything(self.cfg.seed * 1009 + 31 * k + 5)
-            model = self.model_factory().to(self.device)
-            idx = self.shadow_indices(k)
-            train(model, self.data, idx, self.cfg.train, seed=self.cfg.seed * 1009 + k + 1)
-            built["model"] = model
-            return {WEIGHTS: state_tensors(model), "members.npy": idx}, {"method": "shadow"}
-
-        built: dict[str, nn.Module] = {}
-        art = self._fetch("models", f"shadow-{k:03d}", expect, build)
         self._ensure_outputs(art, built.get("model"))
         return art
 
