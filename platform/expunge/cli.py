@@ -13,6 +13,7 @@ EXAMPLES = """examples:
   expunge train configs/experiments/digits.yaml model.name=mlp --local
   expunge unlearn --method finetune+cpu --forget class:3 method.lam=0.5 method.epochs=5
   expunge audit configs/experiments/digits.yaml   # metrics of the stored models (after `run`)
+  expunge fleet configs/experiments/digits.yaml fleet.kind=shadow fleet.size=16   # LiRA-style shadows
   expunge info                                    # registered datasets, models, methods, metrics
   RAY_ADDRESS=127.0.0.1:6379 expunge run configs/experiments/digits.yaml   # on a running cluster
 """
@@ -52,6 +53,16 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     cfg = load_config(find_config(args.config), args.overrides)
     run_audit(cfg, args.rebuild, start_ray(args))
+    return 0
+
+
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    from expunge.config import load_config
+    from expunge.distributed.fleet import run_fleet
+    from expunge.jobs.common import find_config, start_ray
+
+    cfg = load_config(find_config(args.config), args.overrides)
+    run_fleet(cfg, args.rebuild, start_ray(args))
     return 0
 
 
@@ -120,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", _cmd_run, "run an experiment config end to end (original -> unlearning methods -> table)",
         config=True)
     add("train", _cmd_train, "train (or reuse) the original model of a config", config=True)
+    add("fleet", _cmd_fleet, "train K models of one kind in parallel (fleet.kind, fleet.size, fleet.policy)",
+        config=True)
     add("audit", _cmd_audit, "audit the stored models of a config (audit.metrics; trains missing shadows)",
         config=True)
     sp = sub.add_parser("unlearn", help="apply one unlearning method to a config's original model",

@@ -173,6 +173,36 @@ class AuditConfig(Section):
         return self
 
 
+class FleetConfig(Section):
+    """K models of one kind, trained in parallel (``expunge fleet``)."""
+
+    kind: Literal["shadow", "retrain", "unlearned"] = "shadow"
+    size: int = Field(0, ge=0, le=4096)
+    #: shadow fleets: "balanced" (each universe sample IN for half the models, LiRA) or "out_only"
+    policy: Literal["balanced", "out_only"] = "balanced"
+    universe: list[Literal["train", "test", "shadow_pool"]] = Field(
+        default_factory=lambda: ["train", "test", "shadow_pool"])
+    #: out_only: the fraction of the shadow pool each member trains on
+    fraction: float = Field(0.8, gt=0, le=1)
+    #: unlearned fleets: the method applied to each member's own original
+    method: MethodSpec | None = None
+    cpus_per_model: float = Field(1.0, gt=0)
+    gpus_per_model: float = Field(0.0, ge=0)
+    max_retries: int = Field(2, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> "FleetConfig":
+        if self.kind == "unlearned" and self.method is None:
+            raise ValueError("fleet.method: an unlearned fleet needs a method (e.g. {name: salun})")
+        if self.kind != "unlearned" and self.method is not None:
+            raise ValueError(f"fleet.method: only unlearned fleets take a method (kind is {self.kind})")
+        if self.method is not None:
+            from expunge.unlearn import METHODS
+
+            METHODS.get(self.method.name).parse_config(self.method.params)
+        return self
+
+
 class ExperimentConfig(Section):
     """One experiment: data and split, model, the original's training, unlearning methods."""
 
@@ -186,6 +216,7 @@ class ExperimentConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     unlearn: UnlearnConfig = Field(default_factory=UnlearnConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
 
     @model_validator(mode="after")
     def _audit_needs(self) -> "ExperimentConfig":
@@ -196,6 +227,11 @@ class ExperimentConfig(Section):
             raise ValueError(f"audit.shadows: metrics {', '.join(needs_shadows)} need shadow models (set >= 1)")
         if self.audit.shadows and self.data.sizes.shadow_pool == 0:
             raise ValueError("data.sizes.shadow_pool: shadow models need a shadow pool (set a fraction > 0)")
+        f = self.fleet
+        pool_needed = (f.kind == "shadow" and (f.policy == "out_only" or "shadow_pool" in f.universe))
+        if f.size and pool_needed and self.data.sizes.shadow_pool == 0:
+            raise ValueError("data.sizes.shadow_pool: this shadow fleet draws on the shadow pool (set a fraction > 0"
+                             " or leave shadow_pool out of fleet.universe)")
         return self
 
     @field_validator("name")

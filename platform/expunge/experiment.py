@@ -225,18 +225,23 @@ class Experiment:
         cfg = METHODS.get(spec.name).parse_config(spec.params)
         return f"{spec.name}-{short_hash(cfg.model_dump())}"
 
-    def unlearn(self, spec: MethodSpec, callback: Callable[[dict], None] | None = None) -> Artifact:
-        """Apply one unlearning method to the stored original (or reuse its stored result)."""
+    def unlearn(self, spec: MethodSpec, callback: Callable[[dict], None] | None = None,
+                original: Artifact | None = None, key: str | None = None, seed: int | None = None) -> Artifact:
+        """Apply one unlearning method to the stored original (or reuse its stored result).
+
+        ``original``/``key``/``seed`` let a fleet apply the method to each of its own originals."""
         method_cls = METHODS.get(spec.name)
         mcfg = method_cls.parse_config(spec.params)
         method_cls.check(self.plan, mcfg)
-        expect = self._unlearn_expect(spec, self.original())
-        key = self.unlearned_key(spec)
+        original = original or self.original()
+        seed = self.cfg.seed if seed is None else seed
+        expect = {**self._unlearn_expect(spec, original), "seed": seed}
+        key = key or self.unlearned_key(spec)
 
         def build():
-            seed_everything(self.cfg.seed + 17)
-            ctx = UnlearnContext(self.load_model("original"), self.data, self.plan, self.cfg.train,
-                                 self._seeded_factory, seed=self.cfg.seed,
+            seed_everything(seed + 17)
+            ctx = UnlearnContext(self.load_model(original.key), self.data, self.plan, self.cfg.train,
+                                 self._seeded_factory, seed=seed,
                                  callback=callback or self._epoch_logger(spec.name, None))
             result = unlearn(spec.name, spec.params, ctx)
             built["model"] = result.model

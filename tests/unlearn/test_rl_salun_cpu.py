@@ -8,7 +8,7 @@ import torch
 from expunge.config import TrainConfig
 from expunge.data import DeviceData, SplitPlan
 from expunge.errors import ConfigError
-from expunge.metrics.conformal import conformal_quantile, coverage_ratio, lac_scores, prediction_sets
+from expunge.unlearn.conformal import conformal_quantile, coverage_ratio, lac_scores, prediction_sets
 from expunge.models import create_model
 from expunge.train import accuracy, evaluate, seed_everything, train
 from expunge.unlearn import METHODS, UnlearnContext, unlearn
@@ -114,6 +114,12 @@ def _forget_acc(ctx, model):
     return accuracy(evaluate(model, ctx.data, idx), ctx.data.dataset.labels.numpy()[idx])
 
 
+def _test_retain_acc(ctx, model):
+    labels = ctx.data.dataset.labels.numpy()
+    idx = ctx.plan.test[labels[ctx.plan.test] != 3]
+    return accuracy(evaluate(model, ctx.data, idx), labels[idx])
+
+
 def test_salun_leaves_masked_out_weights_bitwise(ctx):
     method = METHODS.get("salun")()
     cfg = method.parse_config({"epochs": 2, "mask_ratio": 0.3})
@@ -146,6 +152,9 @@ def test_methods_forget_class_3(ctx, name, params):
     before = _forget_acc(ctx, ctx.original)
     res = unlearn(name, params, ctx)
     assert _forget_acc(ctx, res.model) < before - 0.3, name
+    if name in ("rl", "salun", "finetune+cpu"):
+        # utility: accuracy on the test samples of the remaining classes (class 3 is meant to drop)
+        assert _test_retain_acc(ctx, res.model) >= _test_retain_acc(ctx, ctx.original) - 0.10, name
 
 
 def _forget_coverage(ctx, model, alpha=0.05):

@@ -1,6 +1,7 @@
 """Run stage functions as Ray tasks, gathering results as they finish with one progress bar."""
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
@@ -9,20 +10,26 @@ from expunge.errors import ExpungeError
 
 
 def run_tasks(fn: Callable[..., Any], calls: Sequence[dict[str, Any]], *, num_cpus: float = 1,
-              num_gpus: float = 0, max_retries: int = 1, desc: str = "tasks",
+              num_gpus: float = 0, max_retries: int = 1, desc: str = "tasks", unit: str = "task",
               use_ray: bool = True) -> list[Any]:
     """``[fn(**kw) for kw in calls]``, as parallel Ray tasks when ``use_ray`` (results in call order).
 
     Without Ray the calls run one after another in this process: the same code path the GPU
     benchmark machine (which has no Ray) uses.
     """
-    bar = tqdm(total=len(calls), desc=desc, unit="task", leave=True, dynamic_ncols=True)
+    bar = tqdm(total=len(calls), desc=desc, unit=unit, leave=True, dynamic_ncols=True)
+    start = time.perf_counter()
+
+    def tick() -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"{3600 * bar.n / max(1e-9, time.perf_counter() - start):.0f} {unit}s/hour")
+
     try:
         if not use_ray:
             results = []
             for kw in calls:
                 results.append(fn(**kw))
-                bar.update(1)
+                tick()
             return results
         import ray
 
@@ -42,7 +49,7 @@ def run_tasks(fn: Callable[..., Any], calls: Sequence[dict[str, Any]], *, num_cp
                     if isinstance(cause, ExpungeError):
                         raise cause from None
                     raise
-                bar.update(1)
+                tick()
         return results
     finally:
         bar.close()

@@ -26,7 +26,9 @@ Fixed relative to the reference code, each with an option to reproduce it:
 Variants: ``finetune+cpu``, ``rl+cpu``, ``salun+cpu`` and ``retrain+cpu`` (fresh initialisation,
 trained on D_r with the hinge on D_f, with the original's recipe unless set). Each step pairs the base
 method's batch with a true-label forget sub-batch whose size is the forget share of a shuffled
-D_r ∪ D_f batch, as in the reference's concatenated loader.
+D_r ∪ D_f batch, as in the reference's concatenated loader, and (for bases whose loss is plain CE on
+the batch, i.e. all four) goes through the model in the same forward pass as the base batch, so
+BatchNorm sees the mixed batch the reference's single ``model(x)`` sees.
 """
 from __future__ import annotations
 
@@ -107,6 +109,8 @@ def with_cpu(base: type[UnlearnMethod], name: str) -> type[UnlearnMethod]:
             return {**base.Config.search_space(), **CPU_SPACE}
 
     Config.__name__ = f"{base.Config.__name__}CPU"
+    # all four bases minimise the default CE(batch.retain); only then can base + hinge share one forward
+    joint = base.loss is UnlearnMethod.loss
 
     class Variant(base):
         __doc__ = f"{name.split('+')[0]} with the CPU conformal hinge on D_f (delta, alpha, lambda)."
@@ -144,9 +148,18 @@ def with_cpu(base: type[UnlearnMethod], name: str) -> type[UnlearnMethod]:
                 yield batch
 
         def loss(self, ctx: UnlearnContext, cfg: MethodConfig, model: nn.Module, batch: Batch) -> torch.Tensor:
-            base_loss = super().loss(ctx, cfg, model, batch)
             xf, yf = batch.extra["cpu_forget"]
-            probs = F.softmax(model(xf).float(), dim=1)
+            if joint and batch.retain is not None:
+                # One forward over base batch + forget sub-batch, as the reference's concatenated loader
+                # does: in train mode BatchNorm then normalises the forget samples with the mixed batch's
+                # statistics, not with those of a small (for class forgetting, single-class) sub-batch.
+                xr, yr = batch.retain
+                logits = model(torch.cat([xr, xf]))
+                base_loss = F.cross_entropy(logits[:len(xr)], yr)
+                probs = F.softmax(logits[len(xr):].float(), dim=1)
+            else:  # a base with its own loss: keep it intact, forget sub-batch in its own forward
+                base_loss = super().loss(ctx, cfg, model, batch)
+                probs = F.softmax(model(xf).float(), dim=1)
             return base_loss + cfg.lam * cpu_hinge(probs, yf, self.qhat, cfg.delta, cfg.repo_faithful)
 
     Variant.__name__ = f"{base.__name__}CPU"

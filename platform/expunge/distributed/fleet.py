@@ -1,0 +1,44 @@
+"""Fleets on Ray: members as tasks with fractional GPUs, retried on failure, gathered as they finish.
+
+The driver refuses stale members before submitting anything, submits every member (finished ones
+return at once from the store), shows one progress bar (members done / total, models per hour), and
+writes the membership matrix last.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from expunge.config import ExperimentConfig
+from expunge.distributed.tasks import run_tasks
+from expunge.experiment import Experiment, log
+
+
+def member_task(cfg: dict[str, Any], i: int, rebuild: bool) -> dict[str, Any]:
+    """Ray task body: train (or reuse) fleet member i."""
+    from expunge.fleet.members import train_member
+
+    ex = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild, verbose=False)
+    art = train_member(ex, i)
+    return {"key": art.key, "run_time_s": art.manifest.get("run_time_s")}
+
+
+def run_fleet(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
+    from expunge.fleet.members import check_members, fleet_name, write_membership
+
+    f = cfg.fleet
+    if f.size < 1:
+        from expunge.errors import ConfigError
+
+        raise ConfigError("fleet.size: set the number of models, e.g. fleet.size=8")
+    ex = Experiment(cfg, rebuild=rebuild)
+    ex.preflight([f.method] if f.method else [])
+    check_members(ex)
+    log(f"fleet {fleet_name(ex)}: {f.size} models of {cfg.model.name} on {cfg.data.dataset} "
+        f"({f.cpus_per_model:g} CPU, {f.gpus_per_model:g} GPU each)")
+    results = run_tasks(member_task, [{"cfg": cfg.model_dump(), "i": i, "rebuild": rebuild} for i in range(f.size)],
+                        num_cpus=f.cpus_per_model, num_gpus=f.gpus_per_model, max_retries=f.max_retries,
+                        desc=f"fleet {fleet_name(ex)}", unit="model", use_ray=use_ray)
+    art = write_membership(ex)
+    log(f"fleet membership: {art.path}/membership.npy")
+    log(f"run directory: {ex.store.uri}")
+    return {"members": [r["key"] for r in results], "membership": art.path}

@@ -1,0 +1,87 @@
+"""Training one fleet member (no Ray), and the fleet's membership matrix.
+
+Member i of a fleet is stored as ``models/fleet-<name>/<i>`` with a manifest keyed by the fleet
+config, the split hash, the member index and the code version, so a rerun reuses finished members,
+refuses mismatching ones, and growing K to 2K leaves members 0..K-1 untouched.
+
+Kinds: ``shadow`` (balanced IN/OUT over a universe, or OUT-only on the shadow pool), ``retrain``
+(member i retrained from scratch on the retain set with its own seed) and ``unlearned`` (member i's
+own original, trained on the full training set with seed i, then the method). Retrain and unlearned
+fleets of the same size are what per-example epsilon (NeurIPS 2023 challenge) compares.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from expunge.experiment import Experiment, short_hash
+from expunge.fleet.membership import balanced_member, membership_matrix, out_only_subset
+from expunge.store import Artifact
+
+
+def fleet_name(ex: Experiment) -> str:
+    f = ex.cfg.fleet
+    if f.kind == "shadow":
+        return f"shadow-{f.policy}"
+    if f.kind == "unlearned":
+        return f"unlearned-{f.method.name}-{short_hash(f.method.model_dump())}"
+    return "retrain"
+
+
+def member_key(ex: Experiment, i: int) -> str:
+    return f"fleet-{fleet_name(ex)}/{i:04d}"
+
+
+def member_seed(ex: Experiment, i: int) -> int:
+    return ex.cfg.seed * 100_003 + 7 * i + 11
+
+
+def member_indices(ex: Experiment, i: int) -> np.ndarray:
+    """The training positions of member i (the original's for unlearned fleets)."""
+    f, plan = ex.cfg.fleet, ex.plan
+    if f.kind == "retrain":
+        return plan.retain
+    if f.kind == "unlearned":
+        return plan.train
+    if f.policy == "out_only":
+        return out_only_subset(plan.shadow_pool, f.fraction, [ex.cfg.seed, 7919, i])
+    universe = np.sort(np.concatenate([plan.indices[s] for s in f.universe]))
+    return balanced_member(universe, i, ex.cfg.seed)
+
+
+def member_config(ex: Experiment, i: int) -> dict[str, Any]:
+    f = ex.cfg.fleet
+    return {"role": f"fleet-{f.kind}", "policy": f.policy if f.kind == "shadow" else None,
+            "universe": f.universe if f.kind == "shadow" and f.policy == "balanced" else None,
+            "fraction": f.fraction if f.kind == "shadow" and f.policy == "out_only" else None, "member": i}
+
+
+def train_member(ex: Experiment, i: int) -> Artifact:
+    """Train (or reuse) member i."""
+    f = ex.cfg.fleet
+    seed = member_seed(ex, i)
+    if f.kind != "unlearned":
+        return ex.trained(member_key(ex, i), member_indices(ex, i), seed, member_config(ex, i), f"fleet-{f.kind}")
+    original = ex.trained(f"fleet-original/{i:04d}", ex.plan.train, seed, {"role": "fleet-original", "member": i},
+                          "fleet-original")
+    return ex.unlearn(f.method, original=original, key=member_key(ex, i), seed=seed)
+
+
+def check_members(ex: Experiment) -> None:
+    """Refuse, before any training, stored members that do not match this fleet config."""
+    for i in range(ex.cfg.fleet.size):
+        key = member_key(ex, i)
+        if ex.cfg.fleet.kind != "unlearned" and ex.store.exists("models", key) and not ex.rebuild:
+            ex.store.get("models", key, expect={
+                "config": {"model": ex.cfg.model.model_dump(), "train": ex.cfg.train.model_dump(),
+                           **member_config(ex, i)}, "split_hash": ex.plan.hash, "seed": member_seed(ex, i)})
+
+
+def write_membership(ex: Experiment) -> Artifact:
+    """K x N membership matrix over dataset positions (written last, after every member)."""
+    k = ex.cfg.fleet.size
+    matrix = membership_matrix([member_indices(ex, i) for i in range(k)], len(ex.dataset))
+    return ex.store.put("fleets", fleet_name(ex), {"membership.npy": matrix,
+                                                   "members.json": [member_key(ex, i) for i in range(k)]},
+                        config=ex.cfg.fleet.model_dump(), split_hash=ex.plan.hash, seed=ex.cfg.seed, replace=True)
