@@ -11,6 +11,8 @@ import argparse
 from typing import Any
 
 from expunge.audit.stage import audit_models
+from expunge.distributed.fleet import run_fleet
+from expunge.fleet.members import audit_shadow_config
 from expunge.config import ExperimentConfig
 from expunge.errors import ArtifactError
 from expunge.experiment import Experiment, log
@@ -18,9 +20,6 @@ from expunge.jobs.common import add_common_args, load, main_wrapper, parse_with_
 
 
 def run_audit(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
-    from expunge.distributed import run_tasks
-    from expunge.jobs.pipeline import shadow_task
-
     ex = Experiment(cfg, rebuild=rebuild)
     ex.preflight(cfg.unlearn.methods)
     keys = ["original", *[ex.unlearned_key(s) for s in cfg.unlearn.methods]]
@@ -28,9 +27,8 @@ def run_audit(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     if missing:
         raise ArtifactError(f"models {', '.join(missing)} are not in {ex.store.uri}; run `expunge run` with this "
                             "config first")
-    if cfg.audit.shadows:
-        run_tasks(shadow_task, [{"cfg": cfg.model_dump(), "k": k, "rebuild": rebuild}
-                                for k in range(cfg.audit.shadows)], desc="shadows", use_ray=use_ray)
+    if cfg.audit.shadows:  # the audit's OUT-only shadow fleet, through the fleet path
+        run_fleet(audit_shadow_config(cfg), rebuild, use_ray)
     res = audit_models(ex, keys)
     print(res["leaderboard"].to_string(index=False), flush=True)
     log(f"audit tables: {res['path']}")

@@ -14,6 +14,8 @@ from expunge.config import ExperimentConfig, MethodSpec
 from expunge.experiment import Experiment, log
 from expunge.jobs.common import add_common_args, load, main_wrapper, parse_with_overrides, start_ray
 from expunge.audit.stage import audit_models
+from expunge.distributed.fleet import run_fleet
+from expunge.fleet.members import audit_shadow_config
 from expunge.jobs.original import run_original
 from expunge.report.markdown import markdown_table
 
@@ -23,12 +25,6 @@ def unlearn_task(cfg: dict[str, Any], spec: dict[str, Any], rebuild: bool) -> di
     ex = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild)
     art = ex.unlearn(MethodSpec.model_validate(spec))
     return {"key": art.key, "path": art.path, "run_time_s": art.manifest.get("run_time_s")}
-
-
-def shadow_task(cfg: dict[str, Any], k: int, rebuild: bool) -> dict[str, Any]:
-    """Ray task body: OUT shadow model k (trained once, reused by every audit on this split)."""
-    art = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild).shadow(k)
-    return {"key": art.key, "path": art.path}
 
 
 def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True,
@@ -43,9 +39,8 @@ def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = T
     run_original(cfg, rebuild, use_ray)
     calls = [{"cfg": cfg.model_dump(), "spec": s.model_dump(), "rebuild": rebuild} for s in cfg.unlearn.methods]
     results = run_tasks(unlearn_task, calls, desc="unlearn", use_ray=use_ray)
-    if cfg.audit.shadows:
-        run_tasks(shadow_task, [{"cfg": cfg.model_dump(), "k": k, "rebuild": rebuild}
-                                for k in range(cfg.audit.shadows)], desc="shadows", use_ray=use_ray)
+    if cfg.audit.shadows:  # the audit's OUT-only shadow fleet, through the fleet path
+        run_fleet(audit_shadow_config(cfg), rebuild, use_ray)
     audit = audit_models(ex, ["original", *[r["key"] for r in results]])
     table = audit["leaderboard"]
     report = write_summary(ex, table)

@@ -58,8 +58,10 @@ def test_audit_artifacts(audited):
     names = art.files()
     assert any(n.endswith("__iam__iam_forget.npy") for n in names)
     assert art.read("summary.json")["shadows"] == 4
-    assert len([k for k in store.keys("models") if k.startswith("shadow-")]) == 4
-    members = store.get("models", "shadow-000").read("members.npy")
+    shadows = [store.get("models", f"fleet-shadow-out_only/{i:04d}") for i in range(5)]
+    assert all(a is not None for a in shadows[:4]) and shadows[4] is None
+    assert store.get("fleets", "shadow-out_only").read("membership.npy").shape[0] == 4
+    members = shadows[0].read("members.npy")
     plan_pool = store.get("split", "plan").read("shadow_pool.npy")
     assert set(members) <= set(plan_pool)  # OUT shadows never see the original's training set
 

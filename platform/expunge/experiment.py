@@ -1,6 +1,7 @@
 """The stages of one experiment as plain functions over the artifact store (no Ray here).
 
-``split`` -> ``original`` -> ``unlearn`` (one call per method) -> ``shadow`` (audit references); the
+``split`` -> ``original`` -> ``unlearn`` (one call per method); fleets (``expunge.fleet``) add shadow
+models through :meth:`Experiment.trained`; the
 audit stage (``expunge.audit.stage``) reads their cached outputs. Each stage reads
 what it needs from the store, reuses an artifact whose manifest matches its request, refuses one that
 does not (or recomputes it when ``rebuild`` is set), and stores what it produced. Each model's
@@ -208,18 +209,6 @@ class Experiment:
         """Train the original model on the train split (or reuse the stored one)."""
         return self.trained("original", self.plan.train, self.cfg.seed, {"role": "original"}, "original",
                             log_epochs=True)
-
-    def shadow_indices(self, k: int) -> np.ndarray:
-        """Shadow k's training set: a seeded ``audit.shadow_fraction`` subset of the shadow pool."""
-        from expunge.fleet.membership import out_only_subset
-
-        return out_only_subset(self.plan.shadow_pool, self.cfg.audit.shadow_fraction, [self.cfg.seed, 7919, k])
-
-    def shadow(self, k: int) -> Artifact:
-        """OUT shadow model k: never sees the original's training set (IAM's OUT-only shadows)."""
-        return self.trained(f"shadow-{k:03d}", self.shadow_indices(k), self.cfg.seed * 1009 + 31 * k + 5,
-                            {"role": "shadow", "shadow_fraction": self.cfg.audit.shadow_fraction, "member": k},
-                            "shadow")
 
     def unlearned_key(self, spec: MethodSpec) -> str:
         cfg = METHODS.get(spec.name).parse_config(spec.params)

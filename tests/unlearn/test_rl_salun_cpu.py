@@ -168,9 +168,9 @@ def _forget_coverage(ctx, model, alpha=0.05):
 
 
 def test_cpu_hinge_pushes_labels_out_of_conformal_sets(ctx):
-    ft = _forget_coverage(ctx, unlearn("finetune", {"epochs": 3}, ctx).model)
-    cpu = _forget_coverage(ctx, unlearn("finetune+cpu", {"epochs": 3}, ctx).model)
-    assert cpu < ft - 0.2  # measured 0.96 -> 0.70 on this setup
+    ft = _forget_coverage(ctx, unlearn("finetune", {"epochs": 5}, ctx).model)
+    cpu = _forget_coverage(ctx, unlearn("finetune+cpu", {"epochs": 5}, ctx).model)
+    assert cpu < ft - 0.5  # measured 0.96 -> 0.15 (ctx seeds 1, 2: 0.01, 0.06) on this setup
 
 
 @pytest.mark.parametrize("params, field", [({"alpha": 1.5}, "alpha"), ({"lambda": -1}, "lambda"),

@@ -16,14 +16,11 @@ import pandas as pd
 
 from expunge.audit.relearn import pru_relearn_test, relearn_convergence_delay
 from expunge.experiment import Experiment, log
+from expunge.fleet.members import audit_shadow_keys
 from expunge.metrics import METRICS, AuditInputs
 
 GAP_METRICS = ("UA", "RA", "TA", "MIA_efficacy")
 PERCENT = {"UA", "RA", "TA", "forget_class_TA"}
-
-
-def shadow_keys(ex: Experiment) -> list[str]:
-    return [f"shadow-{k:03d}" for k in range(ex.cfg.audit.shadows)]
 
 
 def relearn_summary(ex: Experiment, key: str) -> tuple[dict[str, float], dict[str, Any]]:
@@ -46,8 +43,9 @@ def audit_models(ex: Experiment, model_keys: list[str]) -> dict[str, Any]:
     """Audit ``model_keys`` (which must be in the store); returns and stores the tables."""
     cfg = ex.cfg.audit
     original = ex.outputs("original")
-    shadows = [ex.outputs(k) for k in shadow_keys(ex)]
-    members = [ex.store.get("models", k).read("members.npy") for k in shadow_keys(ex)]
+    keys = audit_shadow_keys(ex)
+    shadows = [ex.outputs(k) for k in keys]
+    members = [ex.store.get("models", k).read("members.npy") for k in keys]
     rows: list[dict[str, Any]] = []
     per_sample: dict[str, np.ndarray] = {}
     curves: dict[str, Any] = {}

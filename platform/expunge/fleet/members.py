@@ -11,13 +11,16 @@ fleets of the same size are what per-example epsilon (NeurIPS 2023 challenge) co
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from expunge.experiment import Experiment, short_hash
 from expunge.fleet.membership import balanced_member, membership_matrix, out_only_subset
 from expunge.store import Artifact
+
+if TYPE_CHECKING:
+    from expunge.config import ExperimentConfig
 
 
 def fleet_name(ex: Experiment) -> str:
@@ -85,3 +88,18 @@ def write_membership(ex: Experiment) -> Artifact:
     return ex.store.put("fleets", fleet_name(ex), {"membership.npy": matrix,
                                                    "members.json": [member_key(ex, i) for i in range(k)]},
                         config=ex.cfg.fleet.model_dump(), split_hash=ex.plan.hash, seed=ex.cfg.seed, replace=True)
+
+
+def audit_shadow_config(cfg: "ExperimentConfig") -> "ExperimentConfig":
+    """The config of the audit's OUT-only shadow fleet (``audit.shadows`` models on the shadow pool)."""
+    from expunge.config import FleetConfig
+
+    fleet = FleetConfig(kind="shadow", policy="out_only", size=cfg.audit.shadows, fraction=cfg.audit.shadow_fraction,
+                        cpus_per_model=cfg.fleet.cpus_per_model, gpus_per_model=cfg.fleet.gpus_per_model,
+                        max_retries=cfg.fleet.max_retries)
+    return cfg.model_copy(update={"fleet": fleet})
+
+
+def audit_shadow_keys(ex: Experiment) -> list[str]:
+    shadow_ex = Experiment(audit_shadow_config(ex.cfg), rebuild=ex.rebuild, verbose=False)
+    return [member_key(shadow_ex, i) for i in range(ex.cfg.audit.shadows)]
