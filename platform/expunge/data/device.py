@@ -51,7 +51,7 @@ class DeviceData:
                augment: bool = False, generator: torch.Generator | None = None,
                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Yield ``(x, y, idx)`` batches over ``indices`` (dataset positions)."""
-        idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+        idx = torch.tensor(np.asarray(indices), dtype=torch.int64)  # a copy: Ray hands out read-only arrays
         if shuffle:
             idx = idx[torch.randperm(len(idx), generator=generator)]
         n = len(idx)

@@ -1,0 +1,151 @@
+"""Fleet benchmark: the same K models trained two ways in one run, models per hour and the ratio.
+
+``python -m expunge.jobs.bench_fleet --mode cpu`` (digits, ``cnn``, K=32) or ``--mode gpu``
+(synthetic CIFAR-shaped 50,000 x 3 x 32 x 32, ``fastnet``, K in {8, 32, 128}); ``--no-ray`` runs
+expunge's path in this process (the lent GPU machine has no Ray).
+
+* **baseline**, as the seed code trains: one model at a time, a standard ``DataLoader`` over PIL
+  images with per-sample torchvision transforms (random crop with padding, flip, ToTensor, Normalize).
+* **expunge**: the fleet path: data held as uint8 tensors on the device, batched augmentation on the
+  device, the plain engine; members run as parallel Ray tasks (one CPU each, or ``--gpus-per-model``
+  of a GPU) when Ray is available.
+
+Both train the same architecture on the same samples for the same epochs, batch size and optimizer.
+Prints models/hour for each, the ratio, and peak memory. Never a timed assertion: a report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from expunge.config import TrainConfig
+from expunge.data import DeviceData, ImageDataset, load_dataset
+from expunge.models import create_model
+from expunge.train.engine import resolve_device, seed_everything, train
+
+
+def _dataset(mode: str) -> tuple[ImageDataset, str]:
+    if mode == "cpu":
+        return load_dataset("digits"), "cnn"
+    return load_dataset("synthetic", n=50_000, num_classes=10, shape=(3, 32, 32), noise=0.35, seed=0), "fastnet"
+
+
+def baseline_member(ds: ImageDataset, model_name: str, idx: np.ndarray, cfg: TrainConfig, seed: int,
+                    device: str) -> float:
+    """One model the seed-code way: PIL images, per-sample torchvision transforms, a DataLoader."""
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    c, h, w = ds.in_shape
+    tf = transforms.Compose([
+        transforms.RandomCrop((h, w), padding=ds.crop_pad) if ds.crop_pad else transforms.Lambda(lambda x: x),
+        *( [transforms.RandomHorizontalFlip()] if ds.flip else []),
+        transforms.ToTensor(), transforms.Normalize(ds.mean, ds.std)])
+    images = ds.images[idx].permute(0, 2, 3, 1).numpy()
+    labels = ds.labels[idx].numpy()
+
+    class PILDataset(Dataset):
+        def __len__(self) -> int:
+            return len(labels)
+
+        def __getitem__(self, i: int):
+            img = Image.fromarray(images[i].squeeze(-1) if c == 1 else images[i])
+            return tf(img), int(labels[i])
+
+    seed_everything(seed)
+    model = create_model(model_name, ds.num_classes, ds.in_shape).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          nesterov=True)
+    loader = DataLoader(PILDataset(), batch_size=cfg.batch_size, shuffle=True, num_workers=0)
+    t0 = time.perf_counter()
+    model.train()
+    for _ in range(cfg.epochs):
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def expunge_member(mode: str, idx: np.ndarray, cfg: dict[str, Any], seed: int, device: str) -> float:
+    """One model on expunge's path (the same function a fleet member task runs)."""
+    ds, model_name = _dataset(mode)
+    data = DeviceData(ds, device, channels_last=True)
+    seed_everything(seed)
+    model = create_model(model_name, ds.num_classes, ds.in_shape).to(device)
+    t0 = time.perf_counter()
+    train(model, data, idx, TrainConfig(**cfg), seed=seed)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def run(mode: str, k: int, epochs: int, use_ray: bool, gpus_per_model: float, baseline_k: int | None) -> dict:
+    ds, model_name = _dataset(mode)
+    device = str(resolve_device("auto"))
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.permutation(len(ds))[: int(0.8 * len(ds))])
+    cfg = TrainConfig(epochs=epochs, batch_size=64 if mode == "cpu" else 512, lr=0.05, augment=True)
+    # the baseline runs sequentially, so timing a subset of its K models estimates its rate fairly
+    nb = min(k, baseline_k or k)
+    t0 = time.perf_counter()
+    for i in range(nb):
+        baseline_member(ds, model_name, idx, cfg, i, device)
+    base_s = time.perf_counter() - t0
+    calls = [{"mode": mode, "idx": idx, "cfg": cfg.model_dump(), "seed": i, "device": device} for i in range(k)]
+    t0 = time.perf_counter()
+    if use_ray:
+        from expunge.distributed import init_ray, run_tasks
+
+        init_ray()
+        run_tasks(expunge_member, calls, num_cpus=1, num_gpus=gpus_per_model if device != "cpu" else 0,
+                  desc="expunge fleet", unit="model")
+    else:
+        for kw in calls:
+            expunge_member(**kw)
+    fleet_s = time.perf_counter() - t0
+    base_rate, fleet_rate = 3600 * nb / base_s, 3600 * k / fleet_s
+    out = {"mode": mode, "device": device, "K": k, "baseline_models_timed": nb, "epochs": epochs,
+           "train_samples": len(idx), "ray": use_ray, "baseline_models_per_hour": round(base_rate, 1),
+           "expunge_models_per_hour": round(fleet_rate, 1), "ratio": round(fleet_rate / base_rate, 2),
+           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device.startswith("cuda"):
+        out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m expunge.jobs.bench_fleet", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--k", type=int, nargs="+", default=None, help="fleet sizes (cpu: 32; gpu: 8 32 128)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per model (cpu: 10; gpu: 5)")
+    p.add_argument("--baseline-k", type=int, default=None, help="baseline models actually timed (default: K)")
+    p.add_argument("--no-ray", action="store_true", help="expunge's path in this process, without Ray")
+    p.add_argument("--gpus-per-model", type=float, default=0.25)
+    args = p.parse_args(argv)
+    ks = args.k or ([32] if args.mode == "cpu" else [8, 32, 128])
+    epochs = args.epochs or (10 if args.mode == "cpu" else 5)
+    for k in ks:
+        if k < 1:
+            p.error("--k must be >= 1")
+        res = run(args.mode, k, epochs, not args.no_ray, args.gpus_per_model, args.baseline_k)
+        print(json.dumps(res), flush=True)
+        print(f"K={k}: baseline {res['baseline_models_per_hour']:.0f} models/h, expunge "
+              f"{res['expunge_models_per_hour']:.0f} models/h, ratio {res['ratio']:.2f}x", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
