@@ -80,8 +80,13 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    """Hyperparameters of the plain training loop (originals, retrains, shadows, fine-tuning)."""
+    """Hyperparameters of the plain training loop (originals, retrains, shadows, fine-tuning).
 
+    ``recipe`` names a preset from ``expunge.train.recipes`` (``fast``, ``resnet18-standard``, ...)
+    whose values fill every key the config does not set itself.
+    """
+
+    recipe: str | None = None
     epochs: int = Field(30, ge=1, le=10_000)
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
@@ -98,7 +103,21 @@ class TrainConfig(Section):
     bf16: bool = True
     channels_last: bool = True
     compile: bool = False
+    #: data-dependent init of the first layer when the model has one (fastnet's patch whitening)
+    data_init: bool = False
     eval_batch_size: int = Field(1024, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_recipe(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("recipe") is not None:
+            from expunge.train.recipes import RECIPES
+
+            name = data["recipe"]
+            if name not in RECIPES:
+                raise ValueError(RECIPES.unknown_message(name))
+            return {**RECIPES.get(name), **data}
+        return data
 
 
 class MethodSpec(Section):

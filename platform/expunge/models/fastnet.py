@@ -53,6 +53,26 @@ class FastNet(Classifier):
     def head(self, z: torch.Tensor) -> torch.Tensor:
         return self.fc(z) * self.logit_scale
 
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor, eps: float = 5e-4) -> None:
+        """Patch-whitening initialisation of the 2x2 stem (airbench): the stem's filters become the
+        eigenvectors of the covariance of 2x2 training patches, scaled by 1 / sqrt(eigenvalue + eps),
+        so the first layer decorrelates its input. Half the filters are the negated other half, as
+        airbench does, so GELU keeps both signs; filters beyond 2 x patch dimension stay random."""
+        stem: nn.Conv2d = self.body[0]
+        c, k = stem.in_channels, stem.kernel_size[0]
+        patches = x.float().unfold(2, k, 1).unfold(3, k, 1)  # [B, C, H', W', k, k]
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)
+        patches = patches - patches.mean(0, keepdim=True)
+        cov = patches.T @ patches / max(1, len(patches) - 1)
+        evals, evecs = torch.linalg.eigh(cov)
+        filters = (evecs.T / torch.sqrt(evals + eps)[:, None]).flip(0)  # strongest directions first
+        filters = torch.cat([filters, -filters]).reshape(-1, c, k, k)
+        n = min(stem.out_channels, len(filters))
+        stem.weight[:n] = filters[:n].to(stem.weight)
+        if stem.bias is not None:
+            stem.bias.zero_()
+
 
 @register_model("fastnet")
 def fastnet(num_classes: int, in_shape: tuple[int, int, int], width: float = 1.0,

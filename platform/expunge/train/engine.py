@@ -91,6 +91,11 @@ def train(model: nn.Module, data: DeviceData, indices: np.ndarray, cfg: TrainCon
     the shuffling generator is re-seeded per epoch so a resumed run sees the same batches.
     """
     device = data.device
+    if cfg.data_init and start_epoch == 0 and hasattr(model, "init_from_data"):
+        # data-dependent first-layer init (fastnet's patch whitening) from a seeded sample of the data
+        sample = torch.as_tensor(np.asarray(indices))[torch.randperm(len(indices),
+                                                                     generator=torch.Generator().manual_seed(seed))]
+        model.init_from_data(data.batch(sample[:5000])[0])
     model.train()
     step_model = torch.compile(model) if cfg.compile else model
     optimizer = build_optimizer(model.parameters(), cfg)
