@@ -97,6 +97,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
         space = cls.Config.search_space()
         if space:
             print(f"  {'':<12}   search space: " + ", ".join(f"{k}~{d.kind}{list(d.args)}" for k, d in space.items()))
+    from expunge.train.recipes import RECIPES
+
+    print("training recipes (train.recipe=NAME; explicit train.* keys win):")
+    for name in RECIPES.names():
+        preset = RECIPES.get(name)
+        print(f"  {name:<18} {', '.join(f'{k}={v}' for k, v in preset.items()) or 'the defaults'}")
     print("metrics:")
     for name in METRICS.names():
         m = METRICS.get(name)
