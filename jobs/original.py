@@ -20,8 +20,13 @@ def run_original(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = T
     from expunge.distributed import run_tasks
 
     Experiment(cfg, rebuild=rebuild).preflight([])  # split and stored-artifact checks before any compute
-    (res,) = run_tasks(original_task, [{"cfg": cfg.model_dump(), "rebuild": rebuild}], desc="original",
-                       use_ray=use_ray)
+    if use_ray and cfg.scaling.distributed:
+        from expunge.distributed.train_original import run_original_ray_train
+
+        res = run_original_ray_train(cfg, rebuild)
+    else:
+        (res,) = run_tasks(original_task, [{"cfg": cfg.model_dump(), "rebuild": rebuild}], desc="original",
+                           use_ray=use_ray)
     log(f"original model: {res['path']}")
     return res
 

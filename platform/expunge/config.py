@@ -222,6 +222,20 @@ class FleetConfig(Section):
         return self
 
 
+class ScalingConfig(Section):
+    """How the original trains: Ray Train's TorchTrainer (DDP) when num_workers > 1 or use_gpu."""
+
+    num_workers: int = Field(1, ge=1, le=1024)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    #: restarts of the whole worker group from the last checkpoint after a worker is lost
+    max_failures: int = Field(2, ge=0, le=100)
+
+    @property
+    def distributed(self) -> bool:
+        return self.num_workers > 1 or self.use_gpu
+
+
 class ExperimentConfig(Section):
     """One experiment: data and split, model, the original's training, unlearning methods."""
 
@@ -236,6 +250,7 @@ class ExperimentConfig(Section):
     unlearn: UnlearnConfig = Field(default_factory=UnlearnConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
 
     @model_validator(mode="after")
     def _audit_needs(self) -> "ExperimentConfig":

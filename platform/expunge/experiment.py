@@ -174,11 +174,13 @@ class Experiment:
 
     # --- stages ------------------------------------------------------------------------------
     def trained(self, key: str, indices: np.ndarray, seed: int, config: dict[str, Any],
-                label: str, log_epochs: bool = False, extra_files: dict[str, Any] | None = None) -> Artifact:
+                label: str, log_epochs: bool = False, extra_files: dict[str, Any] | None = None,
+                fit: Callable[[nn.Module], list[dict[str, Any]]] | None = None) -> Artifact:
         """A model trained from a seeded fresh init on ``indices`` with ``train`` (or the stored one).
 
         The manifest records the model and training config plus ``config`` (what makes this model
         what it is: its role, member index, ...); outputs are cached once, right after training.
+        ``fit`` replaces the in-process engine call (Ray Train fills the model from its checkpoint).
         """
         expect = {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump(), **config},
                   "split_hash": self.plan.hash, "seed": seed}
@@ -189,8 +191,11 @@ class Experiment:
             if self.device.type == "cuda" and self.cfg.train.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             t0 = time.perf_counter()
-            history = train(model, self.data, indices, self.cfg.train, seed=seed,
-                            callback=self._epoch_logger(label, self.cfg.train.epochs) if log_epochs else None)
+            if fit is not None:
+                history = fit(model)
+            else:
+                history = train(model, self.data, indices, self.cfg.train, seed=seed,
+                                callback=self._epoch_logger(label, self.cfg.train.epochs) if log_epochs else None)
             seconds = time.perf_counter() - t0
             built["model"] = model
             files = {WEIGHTS: state_tensors(model), "history.json": history, "members.npy": np.asarray(indices)}
@@ -205,10 +210,10 @@ class Experiment:
         return {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump(),
                            "role": "original"}, "split_hash": self.plan.hash, "seed": self.cfg.seed}
 
-    def original(self) -> Artifact:
+    def original(self, fit: Callable[[nn.Module], list[dict[str, Any]]] | None = None) -> Artifact:
         """Train the original model on the train split (or reuse the stored one)."""
         return self.trained("original", self.plan.train, self.cfg.seed, {"role": "original"}, "original",
-                            log_epochs=True)
+                            log_epochs=True, fit=fit)
 
     def unlearned_key(self, spec: MethodSpec) -> str:
         cfg = METHODS.get(spec.name).parse_config(spec.params)
