@@ -7,7 +7,6 @@ scores and JSON under ``<run>/audit/results``.
 """
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from expunge.audit.stage import audit_models
@@ -16,7 +15,7 @@ from expunge.fleet.members import audit_shadow_config
 from expunge.config import ExperimentConfig
 from expunge.errors import ArtifactError
 from expunge.experiment import Experiment, log
-from expunge.jobs.common import add_common_args, load, main_wrapper, parse_with_overrides, start_ray
+from expunge.jobs.common import config_job
 
 
 def run_audit(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
@@ -35,13 +34,7 @@ def run_audit(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     return res
 
 
-@main_wrapper
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m expunge.jobs.audit", description=__doc__)
-    add_common_args(p)
-    args = parse_with_overrides(p, argv)
-    run_audit(load(args), args.rebuild, start_ray(args))
-    return 0
+main = config_job("audit", __doc__, run_audit)
 
 
 if __name__ == "__main__":

@@ -72,3 +72,19 @@ def main_wrapper(fn: Callable[[list[str] | None], int]) -> Callable[[list[str] |
             return exc.exit_code
 
     return wrapped
+
+
+def config_job(name: str, doc: str | None, run: Callable[..., object]) -> Callable[[list[str] | None], int]:
+    """The ``main`` of a job that takes ``--config`` and overrides and calls ``run(cfg, rebuild, use_ray)``."""
+
+    @main_wrapper
+    def main(argv: list[str] | None = None) -> int:
+        p = argparse.ArgumentParser(prog=f"python -m expunge.jobs.{name}", description=doc,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_common_args(p)
+        args = parse_with_overrides(p, argv)
+        cfg = load(args)  # validated before Ray starts
+        run(cfg, args.rebuild, start_ray(args))
+        return 0
+
+    return main

@@ -1,19 +1,12 @@
 """Train a fleet: ``python -m expunge.jobs.fleet --config FILE fleet.kind=shadow fleet.size=16 [...]``."""
 from __future__ import annotations
 
-import argparse
 
 from expunge.distributed.fleet import run_fleet
-from expunge.jobs.common import add_common_args, load, main_wrapper, parse_with_overrides, start_ray
+from expunge.jobs.common import config_job
 
 
-@main_wrapper
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m expunge.jobs.fleet", description=__doc__)
-    add_common_args(p)
-    args = parse_with_overrides(p, argv)
-    run_fleet(load(args), args.rebuild, start_ray(args))
-    return 0
+main = config_job("fleet", __doc__, run_fleet)
 
 
 if __name__ == "__main__":

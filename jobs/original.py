@@ -1,12 +1,11 @@
 """Train the original model: ``python -m expunge.jobs.original --config FILE [key=value ...]``."""
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from expunge.config import ExperimentConfig
 from expunge.experiment import Experiment, log
-from expunge.jobs.common import add_common_args, load, main_wrapper, parse_with_overrides, start_ray
+from expunge.jobs.common import config_job
 
 
 def original_task(cfg: dict[str, Any], rebuild: bool) -> dict[str, Any]:
@@ -31,14 +30,7 @@ def run_original(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = T
     return res
 
 
-@main_wrapper
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m expunge.jobs.original", description=__doc__)
-    add_common_args(p)
-    args = parse_with_overrides(p, argv)
-    cfg = load(args)
-    run_original(cfg, args.rebuild, start_ray(args))
-    return 0
+main = config_job("original", __doc__, run_original)
 
 
 if __name__ == "__main__":

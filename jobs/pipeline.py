@@ -5,14 +5,13 @@ stage reads the store first and skips what is already there with a matching mani
 """
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import pandas as pd
 
 from expunge.config import ExperimentConfig, MethodSpec
 from expunge.experiment import Experiment, log
-from expunge.jobs.common import add_common_args, load, main_wrapper, parse_with_overrides, start_ray
+from expunge.jobs.common import config_job
 from expunge.audit.stage import audit_models
 from expunge.distributed.fleet import run_fleet
 from expunge.fleet.members import audit_shadow_config
@@ -67,14 +66,7 @@ def write_summary(ex: Experiment, table: pd.DataFrame) -> str:
     return f"{art.path}/summary.md"
 
 
-@main_wrapper
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m expunge.jobs.pipeline", description=__doc__)
-    add_common_args(p)
-    args = parse_with_overrides(p, argv)
-    cfg = load(args)
-    run_pipeline(cfg, args.rebuild, start_ray(args))
-    return 0
+main = config_job("pipeline", __doc__, run_pipeline)
 
 
 if __name__ == "__main__":
