@@ -72,6 +72,11 @@ def test_retrain_and_unlearned_fleets(repo_root, tmp_path):
     forget = store.get("split", "plan").read("forget.npy")
     m = store.get("fleets", "retrain").read("membership.npy")
     assert not m[:, forget].any() and m.sum(axis=1).min() > 0
+    # with both fleets stored, the challenge's per-example epsilon over D_f
+    eps_art = next(store.get("audit", k) for k in store.keys("audit") if k.startswith("epsilon-unlearned-finetune"))
+    eps = eps_art.read("epsilon.npy")
+    summary = eps_art.read("summary.json")
+    assert eps.shape == forget.shape and np.nanmax(eps) <= 50 and 0 <= summary["forget_score"] <= 1
 
 
 @pytest.mark.slow

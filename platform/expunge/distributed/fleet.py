@@ -23,7 +23,7 @@ def member_task(cfg: dict[str, Any], i: int, rebuild: bool) -> dict[str, Any]:
 
 
 def run_fleet(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
-    from expunge.fleet.members import check_members, fleet_name, write_membership
+    from expunge.fleet.members import check_members, fleet_name, member_key, write_membership
 
     f = cfg.fleet
     if f.size < 1:
@@ -40,5 +40,16 @@ def run_fleet(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
                         desc=f"fleet {fleet_name(ex)}", unit="model", use_ray=use_ray)
     art = write_membership(ex)
     log(f"fleet membership: {art.path}/membership.npy")
+    if f.kind == "unlearned":  # with a retrain fleet of the same size, the challenge's per-example epsilon
+        retrain = Experiment(cfg.model_copy(update={"fleet": f.model_copy(update={"kind": "retrain", "method": None})}))
+        keys = [member_key(retrain, i) for i in range(f.size)]
+        if all(ex.store.exists("models", k) for k in keys):
+            from expunge.audit.epsilon import fleet_epsilon
+
+            eps = fleet_epsilon(ex, [r["key"] for r in results], keys)
+            log(f"per-example epsilon: forget score {eps['forget_score']:.3f}, challenge score "
+                f"{eps['challenge_score']:.3f} ({eps['path']})")
+        else:
+            log("per-example epsilon: train a retrain fleet of the same size (fleet.kind=retrain) to get it")
     log(f"run directory: {ex.store.uri}")
     return {"members": [r["key"] for r in results], "membership": art.path}
