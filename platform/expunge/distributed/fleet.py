@@ -6,6 +6,7 @@ writes the membership matrix last.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from expunge.config import ExperimentConfig
@@ -13,10 +14,25 @@ from expunge.distributed.tasks import run_tasks
 from expunge.experiment import Experiment, log
 
 
+#: fault injection for reliability tests: "i:/path/marker" kills the worker process running member i
+#: the first time (when the marker file does not exist yet), as a lost node would
+FAULT_ENV = "EXPUNGE_FAULT_KILL_MEMBER"
+
+
+def _maybe_die(i: int) -> None:
+    spec = os.environ.get(FAULT_ENV, "")
+    if spec.partition(":")[0] == str(i):
+        marker = spec.partition(":")[2]
+        if marker and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+
+
 def member_task(cfg: dict[str, Any], i: int, rebuild: bool) -> dict[str, Any]:
     """Ray task body: train (or reuse) fleet member i."""
     from expunge.fleet.members import train_member
 
+    _maybe_die(i)
     ex = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild, verbose=False)
     art = train_member(ex, i)
     return {"key": art.key, "run_time_s": art.manifest.get("run_time_s")}
