@@ -26,3 +26,28 @@ def test_original_with_two_ddp_workers(repo_root, tmp_path, ray_local):
     # a second call reuses the stored original instead of starting Ray Train again
     again = run_original(cfg, use_ray=True)
     assert again["content_hash"] == res["content_hash"]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_lost_worker_resumes_from_last_checkpoint(repo_root, tmp_path, ray_local, monkeypatch):
+    """Worker 1 dies right after reporting epoch 2; FailureConfig restarts the group and both workers
+    resume from the last registered checkpoint (epoch 1 or 2, depending on whether epoch 2's
+    checkpoint was registered before the worker died), never from scratch."""
+    from expunge.distributed import init_ray
+    from expunge.distributed.train_original import FAULT_ENV
+    from expunge.jobs.original import run_original
+
+    marker = tmp_path / "killed"
+    ray_local.shutdown()  # workers must inherit the fault-injection variable
+    monkeypatch.setenv(FAULT_ENV, f"1:2:{marker}")
+    init_ray(num_cpus=2)
+    cfg = load_config(repo_root / "configs/experiments/digits.yaml",
+                      [f"storage={tmp_path}", "train.epochs=4", "scaling.num_workers=2", "scaling.max_failures=1"])
+    run_original(cfg, use_ray=True)
+    assert marker.exists()
+    resumed = sorted((tmp_path / "killed.resumed").read_text().split())
+    assert len(resumed) == 2 and {r.split(":")[0] for r in resumed} == {"0", "1"}
+    epochs = {int(r.split(":")[1]) for r in resumed}
+    assert len(epochs) == 1 and epochs <= {1, 2}
+    assert Store(str(tmp_path / "digits")).get("models", "original", verify=True) is not None
