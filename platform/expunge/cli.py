@@ -91,7 +91,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print("unlearning methods:")
     for name in METHODS.names():
         cls = METHODS.get(name)
-        print(f"  {name:<12} {cls.describe_line() if hasattr(cls, 'describe_line') else METHODS.describe()[name]}")
+        print(f"  {name:<12} {METHODS.describe()[name]}")
         params = ", ".join(f"{k}={v.default!r}" for k, v in cls.Config.model_fields.items())
         print(f"  {'':<12}   params: {params}")
         space = cls.Config.search_space()

@@ -1,5 +1,5 @@
 """Everything that imports Ray: local start-up, stages as tasks (later: fleets, Train, Tune)."""
-from expunge.distributed.ray_env import LOCAL_ENV, in_ray_job, init_ray
+from expunge.distributed.ray_env import LOCAL_ENV, init_ray
 from expunge.distributed.tasks import run_tasks
 
-__all__ = ["LOCAL_ENV", "in_ray_job", "init_ray", "run_tasks"]
+__all__ = ["LOCAL_ENV", "init_ray", "run_tasks"]

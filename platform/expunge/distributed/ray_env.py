@@ -17,13 +17,9 @@ LOCAL_ENV = {
 }
 
 
-def in_ray_job() -> bool:
-    """True inside a ``ray job submit`` entrypoint or a Ray worker (Ray is already there)."""
-    return bool(os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_ADDRESS"))
-
-
 def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: Any):
-    """Join the cluster at ``address`` / ``RAY_ADDRESS``, or start an embedded local Ray.
+    """Join the cluster at ``address`` / ``RAY_ADDRESS`` (``ray job submit`` sets it, so a job joins the
+    cluster's Ray and never starts a second one), or start an embedded local Ray.
 
     A no-op when Ray is already initialised in this process. Local starts bind to 127.0.0.1 only.
     """
