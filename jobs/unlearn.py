@@ -43,7 +43,8 @@ def unlearn_config(config: str | None, method: str, forget: str | None, override
 def run_unlearn(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
     result = run_pipeline(cfg, rebuild, use_ray)
     spec = cfg.unlearn.methods[0]
-    log(f"unlearned model: {Experiment(cfg).store.path('models', Experiment(cfg).unlearned_key(spec))}")
+    ex = Experiment(cfg)
+    log(f"unlearned model: {ex.store.path('models', ex.unlearned_key(spec))}")
     return result
 
 

@@ -18,14 +18,21 @@ EXAMPLES = """examples:
   RAY_ADDRESS=127.0.0.1:6379 expunge run configs/experiments/digits.yaml   # on a running cluster
 """
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from expunge.jobs.common import find_config, start_ray
-    from expunge.jobs.pipeline import run_pipeline
-    from expunge.config import load_config
+def _config_command(module: str, runner: str) -> Callable[[argparse.Namespace], int]:
+    """A subcommand that loads CONFIG + overrides and calls ``expunge.<module>.<runner>(cfg, rebuild,
+    use_ray)``, the same function the job entrypoint calls (imported only when the command runs)."""
 
-    cfg = load_config(find_config(args.config), args.overrides)
-    run_pipeline(cfg, args.rebuild, start_ray(args))
-    return 0
+    def handler(args: argparse.Namespace) -> int:
+        import importlib
+
+        from expunge.config import load_config
+        from expunge.jobs.common import find_config, start_ray
+
+        cfg = load_config(find_config(args.config), args.overrides)
+        getattr(importlib.import_module(f"expunge.{module}"), runner)(cfg, args.rebuild, start_ray(args))
+        return 0
+
+    return handler
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -33,36 +40,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from expunge.jobs.demo import run_demo
 
     run_demo(args.overrides, args.rebuild, start_ray(args))
-    return 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from expunge.config import load_config
-    from expunge.jobs.common import find_config, start_ray
-    from expunge.jobs.original import run_original
-
-    cfg = load_config(find_config(args.config), args.overrides)
-    run_original(cfg, args.rebuild, start_ray(args))
-    return 0
-
-
-def _cmd_audit(args: argparse.Namespace) -> int:
-    from expunge.config import load_config
-    from expunge.jobs.audit import run_audit
-    from expunge.jobs.common import find_config, start_ray
-
-    cfg = load_config(find_config(args.config), args.overrides)
-    run_audit(cfg, args.rebuild, start_ray(args))
-    return 0
-
-
-def _cmd_fleet(args: argparse.Namespace) -> int:
-    from expunge.config import load_config
-    from expunge.distributed.fleet import run_fleet
-    from expunge.jobs.common import find_config, start_ray
-
-    cfg = load_config(find_config(args.config), args.overrides)
-    run_fleet(cfg, args.rebuild, start_ray(args))
     return 0
 
 
@@ -134,12 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("demo", _cmd_demo, "the showcase on embedded digits: every method (random 10%; PRU on class 3), one table",
         config=False)
-    add("run", _cmd_run, "run an experiment config end to end (original -> unlearning methods -> table)",
+    add("run", _config_command("jobs.pipeline", "run_pipeline"), "run an experiment config end to end (original -> unlearning methods -> table)",
         config=True)
-    add("train", _cmd_train, "train (or reuse) the original model of a config", config=True)
-    add("fleet", _cmd_fleet, "train K models of one kind in parallel (fleet.kind, fleet.size, fleet.policy)",
+    add("train", _config_command("jobs.original", "run_original"), "train (or reuse) the original model of a config", config=True)
+    add("fleet", _config_command("distributed.fleet", "run_fleet"), "train K models of one kind in parallel (fleet.kind, fleet.size, fleet.policy)",
         config=True)
-    add("audit", _cmd_audit, "audit the stored models of a config (audit.metrics; trains missing shadows)",
+    add("audit", _config_command("jobs.audit", "run_audit"), "audit the stored models of a config (audit.metrics; trains missing shadows)",
         config=True)
     sp = sub.add_parser("unlearn", help="apply one unlearning method to a config's original model",
                         description="apply one unlearning method to a config's original model",

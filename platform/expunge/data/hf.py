@@ -114,26 +114,22 @@ def _columns(ds: Any, image_column: str | None, label_column: str | None,
     cols = list(ds.column_names)
     feats = ds.features
     listing = ", ".join(cols)
-    if image_column is not None:
-        if image_column not in cols:
-            raise DataError(f"hf: {path} has no column {image_column!r} (columns: {listing})")
-        image = image_column
-    else:
-        image = next((c for c in cols if isinstance(feats[c], datasets.Image)),
-                     next((c for c in cols if c.lower() in _IMAGE_NAMES), None))
-        if image is None:
-            raise DataError(f"hf: {path} has no image column (columns: {listing}); set "
-                            f"data.image_column=NAME")
-    if label_column is not None:
-        if label_column not in cols:
-            raise DataError(f"hf: {path} has no column {label_column!r} (columns: {listing})")
-        label = label_column
-    else:
-        label = next((c for c in cols if isinstance(feats[c], datasets.ClassLabel)),
-                     next((c for c in cols if c.lower() in _LABEL_NAMES), None))
-        if label is None:
-            raise DataError(f"hf: {path} has no label column (columns: {listing}); set "
-                            f"data.label_column=NAME")
+
+    def pick(kind: str, given: str | None, feature: type, names: Any) -> str:
+        """The named column, else the first with the right feature type, else a conventional name."""
+        if given is not None:
+            if given not in cols:
+                raise DataError(f"hf: {path} has no column {given!r} (columns: {listing})")
+            return given
+        found = next((c for c in cols if isinstance(feats[c], feature)),
+                     next((c for c in cols if c.lower() in names), None))
+        if found is None:
+            raise DataError(f"hf: {path} has no {kind} column (columns: {listing}); set "
+                            f"data.{kind}_column=NAME")
+        return found
+
+    image = pick("image", image_column, datasets.Image, _IMAGE_NAMES)
+    label = pick("label", label_column, datasets.ClassLabel, _LABEL_NAMES)
     return image, label
 
 
