@@ -31,9 +31,8 @@ def test_original_with_two_ddp_workers(repo_root, tmp_path, ray_local):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_lost_worker_resumes_from_last_checkpoint(repo_root, tmp_path, ray_local, monkeypatch):
-    """Worker 1 dies right after reporting epoch 2; FailureConfig restarts the group and both workers
-    resume from the last registered checkpoint (epoch 1 or 2, depending on whether epoch 2's
-    checkpoint was registered before the worker died), never from scratch."""
+    """Worker 1 dies shortly after reporting epoch 2; FailureConfig restarts the group and both workers
+    resume from the last registered checkpoint (epoch 1 or 2), never from scratch."""
     from expunge.distributed import init_ray
     from expunge.distributed.train_original import FAULT_ENV
     from expunge.jobs.original import run_original

@@ -38,6 +38,11 @@ def _fault(rank: int, epoch: int | None = None, resumed_from: int | None = None)
             f.write(f"{rank}:{resumed_from}\n")
     elif parts[0] == str(rank) and parts[1] == str(epoch) and not os.path.exists(marker):
         open(marker, "w").close()
+        # die a moment after the report, as a node lost mid-epoch would: Ray Train registers reported
+        # checkpoints asynchronously, and a test should not race that registration
+        import time
+
+        time.sleep(3)
         os._exit(1)
 
 
