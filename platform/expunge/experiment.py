@@ -30,7 +30,7 @@ from expunge.models import create_model
 from expunge.store import Artifact, Store
 from expunge.store.serialize import normalize
 from expunge.train.engine import evaluate, resolve_device, seed_everything, train
-from expunge.unlearn import METHODS, UnlearnContext, unlearn
+from expunge.unlearn import METHODS, UnlearnContext, UnlearnResult, unlearn
 
 #: sets whose logits are cached for every model
 AUDIT_SETS = ("forget", "retain", "test", "calibration", "population", "shadow_pool")
@@ -233,11 +233,7 @@ class Experiment:
         key = key or self.unlearned_key(spec)
 
         def build():
-            seed_everything(seed + 17)
-            ctx = UnlearnContext(self.load_model(original.key), self.data, self.plan, self.cfg.train,
-                                 self._seeded_factory, seed=seed,
-                                 callback=callback or self._epoch_logger(spec.name, None))
-            result = unlearn(spec.name, spec.params, ctx)
+            result = self.apply_method(spec, original.key, seed, callback or self._epoch_logger(spec.name, None))
             built["model"] = result.model
             if self.verbose:
                 log(f"{spec.name}: done in {result.seconds:.1f}s")
@@ -247,6 +243,20 @@ class Experiment:
         art = self._fetch("models", key, expect, build)
         self._ensure_outputs(art, built.get("model"))
         return art
+
+    def apply_method(self, spec: MethodSpec, original_key: str = "original", seed: int | None = None,
+                     callback: Callable[[dict], None] | None = None) -> UnlearnResult:
+        """Run one method on a stored original and return the model, without storing it.
+
+        The one code path of every unlearning run: :meth:`unlearn` stores its result, a sweep trial
+        (``expunge.sweep``) audits it in memory; both seed the same way, so a trial's configuration
+        re-run with ``expunge unlearn`` gives the same model.
+        """
+        seed = self.cfg.seed if seed is None else seed
+        seed_everything(seed + 17)
+        ctx = UnlearnContext(self.load_model(original_key), self.data, self.plan, self.cfg.train,
+                             self._seeded_factory, seed=seed, callback=callback)
+        return unlearn(spec.name, spec.params, ctx)
 
     def _unlearn_expect(self, spec: MethodSpec, original: Artifact) -> dict[str, Any]:
         params = METHODS.get(spec.name).parse_config(spec.params).model_dump()
@@ -292,6 +302,15 @@ class Experiment:
         return self._cache_outputs(model_art.key, model, expect)
 
     def _cache_outputs(self, model_key: str, model: nn.Module, expect: dict[str, Any]) -> Artifact:
+        return self.store.put("outputs", model_key, self.output_files(model), seed=self.cfg.seed, replace=True,
+                              **expect)
+
+    def output_files(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """A model's per-sample logits (and labels, ids, augmented views) on every audit set.
+
+        Leaves the model in the train/eval mode it was in, so a sweep trial can audit between epochs
+        without changing the run."""
+        was_training = model.training
         files: dict[str, Any] = {}
         for name in AUDIT_SETS:
             idx = self.plan.indices[name]
@@ -304,7 +323,12 @@ class Experiment:
                     evaluate(model, self.data, idx, self.cfg.train.eval_batch_size, augment=True,
                              generator=torch.Generator().manual_seed(10_007 * v + 1))
                     for v in range(self.cfg.audit.augmented_views)])
-        return self.store.put("outputs", model_key, files, seed=self.cfg.seed, replace=True, **expect)
+        model.train(was_training)
+        return files
+
+    def outputs_of(self, model: nn.Module) -> dict[str, Outputs]:
+        """Per-sample outputs of an in-memory model (not stored), in the form metrics read."""
+        return outputs_from_files(self.output_files(model))
 
     def outputs(self, model_key: str) -> dict[str, Outputs]:
         """Cached per-sample outputs of a stored model; recomputed from its weights only if absent."""
@@ -312,7 +336,9 @@ class Experiment:
         if model_art is None:
             raise ArtifactError(f"model {model_key} is not in {self.store.uri}; run its stage first")
         art = self._ensure_outputs(model_art, None)
-        names = set(art.files())
-        return {s: Outputs(art.read(f"logits_{s}.npy"), art.read(f"labels_{s}.npy"), art.read(f"ids_{s}.npy"),
-                           art.read(f"aug_logits_{s}.npy") if f"aug_logits_{s}.npy" in names else None)
-                for s in AUDIT_SETS}
+        return outputs_from_files({name: art.read(name) for name in art.files() if name.endswith(".npy")})
+
+
+def outputs_from_files(files: dict[str, np.ndarray]) -> dict[str, Outputs]:
+    return {s: Outputs(files[f"logits_{s}.npy"], files[f"labels_{s}.npy"], files[f"ids_{s}.npy"],
+                       files.get(f"aug_logits_{s}.npy")) for s in AUDIT_SETS}

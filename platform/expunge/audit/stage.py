@@ -39,6 +39,39 @@ def relearn_summary(ex: Experiment, key: str) -> tuple[dict[str, float], dict[st
             {"protocol": "rcd", "target_acc": rcd["target_acc"], "definition": rcd["definition"], **rcd["curve"]})
 
 
+def metric_values(inputs: AuditInputs, metrics: list[str], params: dict[str, dict[str, Any]]
+                  ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Every named metric on one model's outputs: summary values, and per-sample scores keyed
+    ``<metric>__<score>``. The audit stage and sweep trials both call this, so their numbers agree."""
+    values: dict[str, float] = {}
+    per_sample: dict[str, np.ndarray] = {}
+    for name in metrics:
+        res = METRICS.get(name)(inputs, **params.get(name, {}))
+        values.update({k: float(v) for k, v in res.summary.items()})
+        per_sample.update({f"{name}__{k}": np.asarray(v) for k, v in res.per_sample.items()})
+    return values, per_sample
+
+
+def to_percent(table: pd.DataFrame) -> pd.DataFrame:
+    """Accuracies and MIA-efficacy as percentages, as the unlearning literature reports them."""
+    table = table.copy()
+    for col in [c for c in table.columns if c in PERCENT or c.startswith("MIA_efficacy")]:
+        table[col] = 100 * table[col]
+    return table
+
+
+def add_gaps(table: pd.DataFrame, reference: dict[str, float]) -> pd.DataFrame:
+    """``gap_<m>`` = |m - m_retrain| for every metric of the reference, and Avg. Gap = the mean gap
+    over UA, RA, TA and MIA-efficacy (SalUn, Fan et al. 2024)."""
+    cols = [c for c in reference if c in table.columns]
+    gaps = pd.DataFrame({f"gap_{c}": (table[c] - reference[c]).abs() for c in cols}, index=table.index)
+    table = pd.concat([table, gaps], axis=1)
+    avg = [f"gap_{c}" for c in GAP_METRICS if c in cols]
+    if avg:
+        table["avg_gap"] = table[avg].mean(axis=1)
+    return table
+
+
 def audit_models(ex: Experiment, model_keys: list[str]) -> dict[str, Any]:
     """Audit ``model_keys`` (which must be in the store); returns and stores the tables."""
     cfg = ex.cfg.audit
@@ -52,32 +85,23 @@ def audit_models(ex: Experiment, model_keys: list[str]) -> dict[str, Any]:
     for key in model_keys:
         method = ex.store.get("models", key).manifest.get("method", key)
         inputs = AuditInputs(ex.outputs(key), original, shadows, ex.plan.forget_class, members)
-        for name in cfg.metrics:
-            if name == "relearn":
-                values, curves[key] = relearn_summary(ex, key)
-            else:
-                res = METRICS.get(name)(inputs, **cfg.params.get(name, {}))
-                values = res.summary
-                per_sample.update({f"{key}__{name}__{k}.npy": np.asarray(v) for k, v in res.per_sample.items()})
-            rows += [{"model": key, "method": method, "metric": m, "value": float(v)} for m, v in values.items()]
+        values, samples = metric_values(inputs, [m for m in cfg.metrics if m != "relearn"], cfg.params)
+        per_sample.update({f"{key}__{name}.npy": v for name, v in samples.items()})
+        if "relearn" in cfg.metrics:
+            relearn, curves[key] = relearn_summary(ex, key)
+            values.update(relearn)
+        rows += [{"model": key, "method": method, "metric": m, "value": float(v)} for m, v in values.items()]
         if ex.verbose:
             log(f"audit: {method} done")
     long = pd.DataFrame(rows)
     wide = long.pivot_table(index=["model", "method"], columns="metric", values="value", sort=False).reset_index()
     wide.columns.name = None
-    for col in PERCENT & set(wide.columns):
-        wide[col] = 100 * wide[col]
-    for col in [c for c in wide.columns if c.startswith("MIA_efficacy")]:
-        wide[col] = 100 * wide[col]
+    wide = to_percent(wide)
     rte = {k: ex.store.get("models", k).manifest.get("run_time_s", np.nan) for k in model_keys}
     wide["RTE_s"] = wide["model"].map(rte).astype(float)
     if "retrain" in set(wide["method"]):
         ref = wide[wide["method"] == "retrain"].iloc[0]
-        metric_cols = [c for c in wide.columns if c not in ("model", "method", "RTE_s")]
-        wide = pd.concat([wide, pd.DataFrame({f"gap_{c}": (wide[c] - ref[c]).abs() for c in metric_cols})], axis=1)
-        gaps = [f"gap_{c}" for c in GAP_METRICS if c in wide.columns]
-        if gaps:
-            wide["avg_gap"] = wide[gaps].mean(axis=1)
+        wide = add_gaps(wide, {c: ref[c] for c in wide.columns if c not in ("model", "method", "RTE_s")})
     wide = wide.round(3)
     files = {"metrics_long.parquet": long, "metrics_long.csv": long, "leaderboard.parquet": wide,
              "leaderboard.csv": wide, "summary.json": {"metrics": cfg.metrics, "shadows": cfg.shadows,
