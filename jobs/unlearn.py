@@ -19,8 +19,9 @@ from expunge.jobs.pipeline import run_pipeline
 DEFAULT_CONFIG = "experiments/digits.yaml"
 
 
-def unlearn_config(config: str | None, method: str, forget: str | None, overrides: list[str]) -> ExperimentConfig:
-    """The experiment config with ``unlearn.methods`` replaced by the one requested method."""
+def unlearn_config(config: str | None, method: str | None, forget: str | None, overrides: list[str]) -> ExperimentConfig:
+    """The experiment config with ``unlearn.methods`` replaced by the one requested method; without a
+    method, the config's own ``unlearn.methods`` (a sweep's ``best_*.yaml`` lists retrain and its best)."""
     method_params: dict[str, Any] = {}
     rest = []
     for item in overrides:
@@ -33,6 +34,12 @@ def unlearn_config(config: str | None, method: str, forget: str | None, override
     if forget is not None:
         rest.append(f"data.forget={forget}")
     base = load_config(find_config(config or DEFAULT_CONFIG), rest)
+    if method is None:
+        if method_params:
+            raise ConfigError("method.<param>=value needs --method NAME")
+        if config is None or not base.unlearn.methods:
+            raise ConfigError("--method: name a method, or give a --config that lists unlearn.methods")
+        return base
     data = base.model_dump()
     data["unlearn"] = {"methods": [{"name": method, "params": method_params}]}
     from expunge.config import validate
@@ -42,14 +49,15 @@ def unlearn_config(config: str | None, method: str, forget: str | None, override
 
 def run_unlearn(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
     result = run_pipeline(cfg, rebuild, use_ray)
-    spec = cfg.unlearn.methods[0]
     ex = Experiment(cfg)
-    log(f"unlearned model: {ex.store.path('models', ex.unlearned_key(spec))}")
+    for spec in cfg.unlearn.methods:
+        log(f"unlearned model ({spec.name}): {ex.store.path('models', ex.unlearned_key(spec))}")
     return result
 
 
 def add_unlearn_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", "-m", required=True, help="a registered method (expunge info), e.g. salun")
+    p.add_argument("--method", "-m", default=None,
+                   help="a registered method (expunge info), e.g. salun (default: the config's unlearn.methods)")
     p.add_argument("--forget", "-f", default=None, help="forget spec: random:0.1, class:3, class_percentage:3:0.5, "
                                                           "indices:FILE (default: the config's)")
     p.add_argument("overrides", nargs="*", metavar="key=value",

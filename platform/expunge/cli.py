@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   expunge unlearn --method finetune+cpu --forget class:3 method.lam=0.5 method.epochs=5
   expunge audit configs/experiments/digits.yaml   # metrics of the stored models (after `run`)
   expunge fleet configs/experiments/digits.yaml fleet.kind=shadow fleet.size=16   # LiRA-style shadows
+  expunge sweep configs/sweeps/cpu_finetune.yaml  # Ray Tune over CPU's delta, alpha, lambda vs retrain
   expunge info                                    # registered datasets, models, methods, metrics
   RAY_ADDRESS=127.0.0.1:6379 expunge run configs/experiments/digits.yaml   # on a running cluster
 """
@@ -116,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("train", _config_command("jobs.original", "run_original"), "train (or reuse) the original model of a config", config=True)
     add("fleet", _config_command("distributed.fleet", "run_fleet"), "train K models of one kind in parallel (fleet.kind, fleet.size, fleet.policy)",
         config=True)
+    add("sweep", _config_command("sweep.runner", "run_sweep"),
+        "sweep unlearning hyperparameters with Ray Tune against retrain (sweep: block; resumes)", config=True)
     add("audit", _config_command("jobs.audit", "run_audit"), "audit the stored models of a config (audit.metrics; trains missing shadows)",
         config=True)
     sp = sub.add_parser("unlearn", help="apply one unlearning method to a config's original model",

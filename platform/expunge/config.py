@@ -222,6 +222,92 @@ class FleetConfig(Section):
         return self
 
 
+class SweepMethod(Section):
+    """One method of a sweep: fixed ``params`` and ``space``, which overrides the method's registered
+    search space dimension by dimension (``{loguniform: [1e-4, 1e-1]}``, ``{choice: [...]}``,
+    ``{grid: [...]}``, ``{uniform: [lo, hi]}``, ``{randint: [lo, hi]}``, a constant, or null to drop a
+    registered dimension); ``default_space: false`` starts from an empty space."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Any] = Field(default_factory=dict)
+    default_space: bool = True
+
+    @model_validator(mode="after")
+    def _valid_space(self) -> "SweepMethod":
+        from expunge.sweep.space import method_space
+
+        method_space(self)  # unknown method or hyperparameter, empty range, bounds the method refuses
+        return self
+
+
+class SweepConfig(Section):
+    """A Ray Tune sweep over unlearning hyperparameters (``expunge sweep``), scored against retrain."""
+
+    name: str = "sweep"
+    methods: list[SweepMethod] = Field(default_factory=list)
+    #: trials per method (random / optuna / hyperopt); grid search runs each grid point once
+    num_samples: int = Field(8, ge=1, le=100_000)
+    search: Literal["random", "grid", "optuna", "hyperopt"] = "random"
+    scheduler: Literal["asha", "fifo"] = "asha"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(2.0, gt=1)
+    #: a leaderboard column (avg_gap, gap_iam_binui_auc, CR_forget, relearn_acc@10, TA_drop, RTE_s, ...)
+    #: or a weighted sum {column: weight}
+    objective: str | dict[str, float] = "avg_gap"
+    mode: Literal["min", "max"] = "min"
+    #: "<column> <op> <number>" with op in <=, >=, <, > (e.g. "TA_drop <= 2"); a trial that breaks one
+    #: is infeasible: kept in the table, never chosen as best
+    constraints: list[str] = Field(default_factory=list)
+    #: columns and directions whose Pareto front is reported, e.g. {gap_UA: min, TA: max}
+    pareto: dict[str, Literal["min", "max"]] = Field(default_factory=dict)
+    max_concurrent: int = Field(2, ge=1, le=10_000)
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    #: retries of a trial whose worker died (a deterministic error is not retried forever)
+    max_failures: int = Field(1, ge=0, le=100)
+    #: audit metrics computed per trial (default: audit.metrics)
+    metrics: list[str] | None = None
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _names_to_methods(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": m} if isinstance(m, str) else m for m in v]
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _safe_sweep_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", v) or ".." in v:
+            raise ValueError("must be 1-100 characters of letters, digits, '_', '-', '.' (no path separators)")
+        return v
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraint_syntax(cls, v: list[str]) -> list[str]:
+        from expunge.sweep.objective import Constraint
+
+        for c in v:
+            try:
+                Constraint.parse(c)
+            except ExpungeError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("objective")
+    @classmethod
+    def _objective_weights(cls, v: str | dict[str, float]) -> str | dict[str, float]:
+        if isinstance(v, dict) and not v:
+            raise ValueError("a weighted objective needs at least one {column: weight}")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_sweep_metrics(cls, v: list[str] | None) -> list[str] | None:
+        return AuditConfig._known_metrics(v) if v is not None else v
+
+
 class ScalingConfig(Section):
     """How the original trains: Ray Train's TorchTrainer (DDP) when num_workers > 1 or use_gpu."""
 
@@ -251,6 +337,15 @@ class ExperimentConfig(Section):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+
+    @model_validator(mode="after")
+    def _sweep_metrics(self) -> "ExperimentConfig":
+        extra = set(self.sweep.metrics or ()) - set(self.audit.metrics)
+        needs_shadows = [m for m in extra if m != "relearn" and "shadows" in _metric_requires(m)]
+        if needs_shadows and self.audit.shadows == 0:
+            raise ValueError(f"sweep.metrics: {', '.join(sorted(needs_shadows))} need shadow models (set audit.shadows)")
+        return self
 
     @model_validator(mode="after")
     def _audit_needs(self) -> "ExperimentConfig":
@@ -285,6 +380,12 @@ class ExperimentConfig(Section):
     @property
     def run_dir(self) -> str:
         return join_uri(self.storage, self.name)
+
+
+def _metric_requires(name: str) -> tuple[str, ...]:
+    from expunge.metrics import METRICS
+
+    return METRICS.get(name).requires
 
 
 def join_uri(base: str, *parts: str) -> str:
@@ -351,7 +452,9 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+def read_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML mapping; ``base: other.yaml`` (relative to this file) is read first and this file's
+    keys are deep-merged over it, so a sweep config states only what differs from its experiment."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -361,7 +464,15 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return data
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {path}: base must be a path to another YAML file")
+    base_path = (p.parent / base).resolve()
+    if base_path in _seen or base_path == p.resolve():
+        raise ConfigError(f"config file {path}: base {base} includes itself")
+    return deep_merge(read_yaml(base_path, (*_seen, p.resolve())), data)
 
 
 def validate(model: type[BaseModel], data: dict[str, Any], source: str = "config"):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from expunge.audit.relearn import pru_relearn_test, relearn_convergence_delay
 from expunge.experiment import Experiment, log
@@ -23,11 +24,10 @@ GAP_METRICS = ("UA", "RA", "TA", "MIA_efficacy")
 PERCENT = {"UA", "RA", "TA", "forget_class_TA"}
 
 
-def relearn_summary(ex: Experiment, key: str) -> tuple[dict[str, float], dict[str, Any]]:
+def relearn_summary(ex: Experiment, model: nn.Module) -> tuple[dict[str, float], dict[str, Any]]:
     """Class forgetting: PRU's relearn test (forgotten-class test accuracy after epochs 1/5/10 of
     fine-tuning on remaining-class population samples). Random forgetting: RCD (our formalisation).
     Returns the summary numbers and the whole curve (accuracies and weight distances per point)."""
-    model = ex.load_model(key)
     plan = ex.plan
     if plan.forget_class is not None:
         curve = pru_relearn_test(model, ex.data, plan.population, plan.forget_class, plan.test,
@@ -52,10 +52,14 @@ def metric_values(inputs: AuditInputs, metrics: list[str], params: dict[str, dic
     return values, per_sample
 
 
+def is_percent(column: str) -> bool:
+    """Accuracies and MIA-efficacy are reported as percentages, as the unlearning literature does."""
+    return column in PERCENT or column.startswith("MIA_efficacy")
+
+
 def to_percent(table: pd.DataFrame) -> pd.DataFrame:
-    """Accuracies and MIA-efficacy as percentages, as the unlearning literature reports them."""
     table = table.copy()
-    for col in [c for c in table.columns if c in PERCENT or c.startswith("MIA_efficacy")]:
+    for col in [c for c in table.columns if is_percent(c)]:
         table[col] = 100 * table[col]
     return table
 
@@ -88,7 +92,7 @@ def audit_models(ex: Experiment, model_keys: list[str]) -> dict[str, Any]:
         values, samples = metric_values(inputs, [m for m in cfg.metrics if m != "relearn"], cfg.params)
         per_sample.update({f"{key}__{name}.npy": v for name, v in samples.items()})
         if "relearn" in cfg.metrics:
-            relearn, curves[key] = relearn_summary(ex, key)
+            relearn, curves[key] = relearn_summary(ex, ex.load_model(key))
             values.update(relearn)
         rows += [{"model": key, "method": method, "metric": m, "value": float(v)} for m, v in values.items()]
         if ex.verbose:

@@ -1,0 +1,352 @@
+"""``expunge sweep``: one Ray Tune ``Tuner`` per swept method, every trial scored against retrain.
+
+Order of work: validate everything (spaces, search algorithm, objective columns) -> make the gold
+standard once (original, retrained model, the audit's shadow fleet; reused from the store when there)
+-> per method, run or resume its Tuner (ASHA by default) -> one results table, the Pareto front, the
+best configuration per objective as a ready-to-run YAML, plots and a leaderboard by objective.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from expunge.audit.stage import metric_values, relearn_summary
+from expunge.config import ExperimentConfig, MethodSpec, SweepConfig, SweepMethod, join_uri
+from expunge.errors import ConfigError, ExpungeError
+from expunge.experiment import Experiment, log, short_hash
+from expunge.fleet.members import audit_shadow_config, audit_shadow_keys
+from expunge.metrics import AuditInputs
+from expunge.store.store import diff
+from expunge.sweep.objective import Constraint, check_columns, pareto_front, trial_row
+from expunge.sweep.space import method_space, to_tune
+
+#: leaderboard columns shown first
+SHOWN = ("method", "objective", "UA", "RA", "TA", "MIA_efficacy", "avg_gap", "RTE_s")
+
+
+class SweepInterrupted(ExpungeError):
+    exit_code = 130
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^\w.-]", "_", name)
+
+
+def with_absolute_storage(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Tune runs trials in their own working directories: a relative run directory must not move."""
+    if "://" in cfg.storage:
+        return cfg
+    return cfg.model_copy(update={"storage": str(Path(cfg.storage).resolve())})
+
+
+def max_epochs(method: SweepMethod, space: dict[str, Any]) -> int:
+    """ASHA's max_t: the most epochs any configuration of the method can run."""
+    from expunge.search_space import endpoints
+    from expunge.unlearn import METHODS
+
+    if "epochs" in space:
+        return int(max(endpoints(space["epochs"])))
+    fields = METHODS.get(method.name).Config.model_fields
+    if "epochs" in method.params:
+        return int(method.params["epochs"])
+    return int(fields["epochs"].default) if "epochs" in fields else 1
+
+
+def search_algorithm(sweep: SweepConfig, seed: int):
+    """Random / grid: Tune's variant generator (seeded); Optuna / HyperOpt when installed."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    if sweep.search in ("random", "grid"):
+        return BasicVariantGenerator(random_state=seed, max_concurrent=sweep.max_concurrent)
+    import importlib.util
+
+    if importlib.util.find_spec(sweep.search) is None:
+        raise ConfigError(f"sweep.search: {sweep.search} is not installed (pip install {sweep.search})")
+    if sweep.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(seed=seed)
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    return HyperOptSearch(random_state_seed=seed)
+
+
+def _reference_rows(ex: Experiment, metrics: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """The retrained model's and the original's rows (leaderboard units): what every trial is scored
+    against, computed once with the same metric functions the trials use."""
+    original = ex.outputs("original")
+    keys = audit_shadow_keys(ex)
+    shadows = [ex.outputs(k) for k in keys]
+    members = [ex.store.get("models", k).read("members.npy") for k in keys]
+    rows = []
+    for key in (ex.unlearned_key(MethodSpec(name="retrain")), "original"):
+        inputs = AuditInputs(ex.outputs(key), original, shadows, ex.plan.forget_class, members)
+        values, _ = metric_values(inputs, [m for m in metrics if m != "relearn"], ex.cfg.audit.params)
+        if "relearn" in metrics:
+            values.update(relearn_summary(ex, ex.load_model(key))[0])
+        row = trial_row(values, {}, {})
+        row["RTE_s"] = float(ex.store.get("models", key).manifest.get("run_time_s", math.nan))
+        rows.append(row)
+    return rows[0], rows[1]
+
+
+class SweepProgress:
+    """Prints one line per finished trial: done / running / stopped early / errors, and the best so far."""
+
+    def __init__(self, method: str, total: int | None, objective: str) -> None:
+        self.method, self.total, self.objective = method, total, objective
+        self.running = self.done = self.stopped = self.errors = 0
+        self.best = math.inf
+
+    def callback(self):
+        from ray.tune import Callback
+
+        progress = self
+
+        class _Callback(Callback):
+            def on_trial_start(self, iteration, trials, trial, **info):
+                progress.running += 1
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                progress.finish(trial.last_result or {}, error=False)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                progress.finish(trial.last_result or {}, error=True)
+
+        return _Callback()
+
+    def finish(self, last: dict[str, Any], error: bool) -> None:
+        self.running = max(0, self.running - 1)
+        self.done += 1
+        if error:
+            self.errors += 1
+        elif not last.get("final"):
+            self.stopped += 1
+        elif last.get("feasible"):
+            self.best = min(self.best, float(last.get("sweep_score", math.inf)))
+        of = f"/{self.total}" if self.total else ""
+        best = f"; best sweep score {self.best:.4g}" if math.isfinite(self.best) else ""
+        log(f"sweep {self.method}: {self.done}{of} trials done ({self.stopped} stopped early, {self.errors} "
+            f"errors), {self.running} running{best}")
+
+
+def _trial_rows(method: str, grid, space: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for res in grid:
+        m = dict(res.metrics or {})
+        status = ("error" if res.error else "diverged" if m.get("diverged") else
+                  "completed" if m.get("final") else "stopped")
+        params = {f"param.{k}": (res.config or {}).get(k) for k in space}
+        keep = {k: v for k, v in m.items() if isinstance(v, (int, float, bool, np.number)) and k not in
+                ("timestamp", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
+                 "iterations_since_restore", "done", "final", "diverged", "epoch")}
+        rows.append({"method": method, "trial_id": m.get("trial_id", ""), "status": status,
+                     "epochs_run": int(m.get("training_iteration", 0) or 0), **params, **keep,
+                     "error": str(res.error).splitlines()[0][:200] if res.error else ""})
+    return rows
+
+
+def _tuner(trainable, space: dict[str, Any], sweep: SweepConfig, method: SweepMethod, path: str,
+           tune_root: str, seed: int, progress: SweepProgress):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if tune.Tuner.can_restore(path):
+        log(f"sweep {method.name}: resuming from {path}")
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, restart_errored=True)
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max(1, max_epochs(method, space)),
+                               grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor)
+                 if sweep.scheduler == "asha" else FIFOScheduler())
+    return tune.Tuner(
+        trainable,
+        param_space=to_tune(space, sweep.search),
+        tune_config=tune.TuneConfig(metric="sweep_score", mode="min", scheduler=scheduler,
+                                    search_alg=search_algorithm(sweep, seed),
+                                    num_samples=1 if sweep.search == "grid" else sweep.num_samples,
+                                    # the variant generator limits itself; searchers get Tune's limiter
+                                    max_concurrent_trials=None if sweep.search in ("random", "grid")
+                                    else sweep.max_concurrent),
+        run_config=tune.RunConfig(name=slug(method.name), storage_path=tune_root, verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+                                  callbacks=[progress.callback()]))
+
+
+def _state_check(tune_root: str, state: dict[str, Any], rebuild: bool) -> None:
+    """A sweep directory made with another config is refused (or cleared with ``--rebuild``)."""
+    path = Path(tune_root) if "://" not in tune_root else None
+    if path is None:
+        return  # remote storage: Tune's own restore checks apply
+    marker = path / "sweep.json"
+    if marker.is_file():
+        old = json.loads(marker.read_text())
+        changed = diff(old, state)
+        if changed and not rebuild:
+            raise ConfigError(f"sweep state in {path} was made with another config ({'; '.join(changed[:4])}); "
+                              "rerun with --rebuild to start it over, or set sweep.name")
+        if changed:
+            shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, sort_keys=True, default=str))
+    tmp.replace(marker)
+
+
+def best_yaml(cfg: ExperimentConfig, storage: str, row: pd.Series, fixed: dict[str, Any], what: str) -> str:
+    """A ready-to-run experiment: the sweep's experiment with ``unlearn.methods`` = [retrain, best]."""
+    params = {**fixed, **{k.removeprefix("param."): _plain(v) for k, v in row.items()
+                          if k.startswith("param.") and not _missing(v)}}
+    data = cfg.model_dump(mode="json", exclude={"sweep"})
+    data["storage"] = storage
+    data["unlearn"] = {"methods": [{"name": "retrain"}, {"name": row["method"], "params": params}]}
+    head = (f"# best trial of sweep {cfg.sweep.name} by {what} = {float(row[what]):.6g} "
+            f"(trial {row['trial_id']}); reproduce with `expunge run` on this file, or\n"
+            f"# `expunge unlearn --config` on it, which reuses the stored original and retrained models\n")
+    return head + yaml.safe_dump(data, sort_keys=False)
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
+    """Run (or resume) the config's ``sweep:`` block; returns the results table and artifact path."""
+    from expunge.distributed import run_tasks
+    from expunge.distributed.fleet import run_fleet
+    from expunge.jobs.original import run_original
+    from expunge.jobs.pipeline import unlearn_task
+    from expunge.sweep.plots import sweep_figures
+    from expunge.sweep.trial import tune_trial
+
+    sweep = cfg.sweep
+    if not sweep.methods:
+        raise ConfigError("sweep.methods: nothing to sweep (list methods under sweep.methods)")
+    if not use_ray:
+        raise ConfigError("sweep: trials run on Ray Tune; run without --local")
+    user_storage = cfg.storage
+    cfg = with_absolute_storage(cfg)
+    metrics = list(sweep.metrics or cfg.audit.metrics)
+    spaces = {m.name: method_space(m) for m in sweep.methods}
+    for m in sweep.methods:
+        to_tune(spaces[m.name], sweep.search)  # grid / optuna compatibility, before any compute
+    search_algorithm(sweep, cfg.seed)
+    constraints = [Constraint.parse(c) for c in sweep.constraints]
+    retrain = MethodSpec(name="retrain")
+    ex = Experiment(cfg, rebuild=rebuild)
+    ex.preflight([retrain, *[MethodSpec(name=m.name, params=m.params) for m in sweep.methods]])
+    plan = ex.plan
+    log(f"sweep {sweep.name}: {', '.join(spaces)} on {cfg.data.dataset}, forget {cfg.data.forget} "
+        f"({len(plan.forget)} samples); objective {sweep.objective} ({sweep.mode}), scheduler {sweep.scheduler}, "
+        f"search {sweep.search}")
+
+    # the gold standard and the references, once; trials only read their cached outputs
+    run_original(cfg, rebuild, use_ray)
+    run_tasks(unlearn_task, [{"cfg": cfg.model_dump(), "spec": retrain.model_dump(), "rebuild": rebuild}],
+              desc="retrain (reference)", use_ray=use_ray)
+    if cfg.audit.shadows:
+        run_fleet(audit_shadow_config(cfg), rebuild, use_ray)
+    reference, original = _reference_rows(ex, metrics)
+    columns = {*trial_row({k: 0.0 for k in reference if k != "RTE_s"}, reference, original), "RTE_s"}
+    check_columns(columns, sweep.objective, constraints, sweep.pareto)
+    log(f"sweep {sweep.name}: reference retrain " + ", ".join(
+        f"{k} {reference[k]:.2f}" for k in ("UA", "RA", "TA", "MIA_efficacy") if k in reference))
+
+    from ray import tune
+
+    tune_root = join_uri(cfg.run_dir, "tune", sweep.name)
+    state = {"sweep": sweep.model_dump(mode="json", exclude={"max_concurrent"}), "metrics": metrics,
+             "split_hash": plan.hash, "reference": {k: round(v, 9) for k, v in reference.items() if k != "RTE_s"},
+             "experiment": short_hash(cfg.model_dump(mode="json", exclude={"sweep", "unlearn", "fleet", "scaling"}))}
+    _state_check(tune_root, state, rebuild)
+    sweep_dict = {"objective": sweep.objective, "mode": sweep.mode, "constraints": sweep.constraints}
+    rows: list[dict[str, Any]] = []
+    for method in sweep.methods:
+        space = spaces[method.name]
+        trainable = tune.with_resources(
+            tune.with_parameters(tune_trial, experiment=cfg.model_dump(mode="json"), method=method.name,
+                                 fixed=dict(method.params), metrics=metrics, reference=reference,
+                                 original=original, sweep=sweep_dict),
+            {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
+        total = None if sweep.search == "grid" else sweep.num_samples
+        progress = SweepProgress(method.name, total, str(sweep.objective))
+        path = join_uri(tune_root, slug(method.name))
+        grid = _tuner(trainable, space, sweep, method, path, tune_root, cfg.seed, progress).fit()
+        if grid.num_terminated + grid.num_errors < len(grid):
+            # Tune stops gracefully on SIGINT and saves its state; the same command resumes it
+            raise SweepInterrupted(f"sweep {sweep.name} interrupted during {method.name} "
+                                   f"({grid.num_terminated + grid.num_errors}/{len(grid)} trials finished); "
+                                   "rerun the same command to resume it")
+        rows += _trial_rows(method.name, grid, space)
+
+    table = pd.DataFrame(rows)
+    ok = (table["status"] == "completed") & table.get("feasible", False).fillna(False).astype(bool)
+    front = pd.Series(False, index=table.index)
+    if sweep.pareto and ok.any():
+        front[ok] = pareto_front(table[ok], sweep.pareto)
+    table["pareto"] = front
+    files: dict[str, Any] = {"results.parquet": table, "results.csv": table}
+    fixed = {m.name: dict(m.params) for m in sweep.methods}
+    bests: dict[str, Any] = {}
+    targets = {"objective": sweep.mode, **sweep.pareto}
+    for what, mode in targets.items():
+        cand = table[ok & table[what].notna()] if what in table else table.iloc[0:0]
+        if cand.empty:
+            continue
+        row = cand.loc[cand[what].idxmin() if mode == "min" else cand[what].idxmax()]
+        name = f"best_{slug(what)}.yaml"
+        files[name] = best_yaml(cfg, user_storage, row, fixed[row["method"]], what)
+        bests[what] = {"file": name, "method": row["method"], "trial_id": row["trial_id"], "value": float(row[what])}
+    leaderboard = _leaderboard(table, ok, sweep.mode)
+    files["leaderboard.csv"] = leaderboard
+    files["pareto.csv"] = table[table["pareto"]]
+    files.update(sweep_figures(table, spaces, sweep))
+    files["summary.json"] = {"objective": sweep.objective, "mode": sweep.mode, "constraints": sweep.constraints,
+                             "pareto": sweep.pareto, "reference_retrain": reference, "original": original,
+                             "best": bests, "trials": int(len(table)),
+                             "status": table["status"].value_counts().to_dict()}
+    from expunge.report.markdown import markdown_table
+
+    files["leaderboard.md"] = (f"# sweep `{sweep.name}`: best trial per method by {sweep.objective} ({sweep.mode})\n\n"
+                               + markdown_table(leaderboard) + "\n")
+    art = ex.store.put("sweeps", sweep.name, files, config={"sweep": sweep.model_dump(mode="json"), "metrics": metrics},
+                       split_hash=plan.hash, seed=cfg.seed, replace=True)
+    print(leaderboard.to_string(index=False), flush=True)
+    counts = table["status"].value_counts().to_dict()
+    log(f"sweep {sweep.name}: {len(table)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    for what, b in bests.items():
+        log(f"best by {what}: {b['method']} ({b['value']:.4g}) -> {art.path}/{b['file']}")
+    log(f"sweep results: {art.path}")
+    return {"table": table, "leaderboard": leaderboard, "best": bests, "path": art.path,
+            "reference": reference, "tune_path": tune_root}
+
+
+def _leaderboard(table: pd.DataFrame, ok: pd.Series, mode: str) -> pd.DataFrame:
+    """The best feasible completed trial of each method, ordered by the objective."""
+    done = table[ok]
+    if done.empty:
+        return pd.DataFrame(columns=list(SHOWN))
+    idx = done.groupby("method")["objective"].idxmin() if mode == "min" else done.groupby("method")["objective"].idxmax()
+    best = done.loc[idx.values]
+    counts = table.groupby("method")["status"].value_counts().unstack(fill_value=0)
+    cols = [c for c in SHOWN if c in best.columns]
+    params = best.apply(lambda r: ", ".join(f"{k.removeprefix('param.')}={_fmt(r[k])}" for k in best.columns
+                                            if k.startswith("param.") and not _missing(r[k])), axis=1)
+    out = best[cols].assign(trials=best["method"].map(counts.sum(axis=1)),
+                            stopped=best["method"].map(counts.get("stopped", pd.Series(dtype=int))).fillna(0).astype(int),
+                            params=params.values)
+    return out.sort_values("objective", ascending=(mode == "min")).round(3).reset_index(drop=True)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,92 @@
+"""One sweep trial: unlearn with one configuration and audit the result between epochs.
+
+The trial never trains the original, the retrained model or the shadows: it reads their cached
+outputs from the store (the sweep driver made them first) and audits only its own model, in
+memory, with the same metric functions as the audit stage. It reports once per epoch so ASHA can stop
+it early; each report is the previous epoch's audit (flushed when the next epoch ends, so the last
+epoch's report can also carry the relearning attack, which runs once on the final model only).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+from torch import nn
+
+from expunge.audit.stage import metric_values, relearn_summary
+from expunge.config import ExperimentConfig, MethodSpec
+from expunge.experiment import Experiment
+from expunge.fleet.members import audit_shadow_keys
+from expunge.metrics import AuditInputs
+from expunge.sweep.objective import INFEASIBLE_PENALTY, Constraint, score, trial_row
+
+
+class TrialScorer:
+    """Audits an in-memory model against the stored original, shadows and retrained reference."""
+
+    def __init__(self, ex: Experiment, metrics: list[str], reference: dict[str, float], original: dict[str, float],
+                 sweep: dict[str, Any]) -> None:
+        self.ex = ex
+        self.metrics = [m for m in metrics if m != "relearn"]
+        self.relearn = "relearn" in metrics
+        self.reference, self.original_row = reference, original
+        self.objective, self.mode = sweep["objective"], sweep["mode"]
+        self.constraints = [Constraint.parse(c) for c in sweep["constraints"]]
+        self.original = ex.outputs("original")
+        keys = audit_shadow_keys(ex)
+        self.shadows = [ex.outputs(k) for k in keys]
+        self.members = [ex.store.get("models", k).read("members.npy") for k in keys]
+        self.seconds = 0.0  # audit time, kept out of the method's RTE
+
+    def __call__(self, model: nn.Module, final: bool = False) -> dict[str, float]:
+        t0 = time.perf_counter()
+        inputs = AuditInputs(self.ex.outputs_of(model), self.original, self.shadows, self.ex.plan.forget_class,
+                             self.members)
+        values, _ = metric_values(inputs, self.metrics, self.ex.cfg.audit.params)
+        if final and self.relearn:
+            values.update(relearn_summary(self.ex, model)[0])
+        self.seconds += time.perf_counter() - t0
+        return trial_row(values, self.reference, self.original_row)
+
+    def scored(self, row: dict[str, float]) -> dict[str, Any]:
+        return {**row, **score(row, self.objective, self.mode, self.constraints)}
+
+
+def run_trial(params: dict[str, Any], experiment: dict[str, Any], method: str, fixed: dict[str, Any],
+              metrics: list[str], reference: dict[str, float], original: dict[str, float], sweep: dict[str, Any],
+              report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Unlearn ``method`` with ``fixed | params`` on the stored original, ``report`` per epoch; returns
+    the final result (also reported). A diverging configuration is a result (infeasible), not an error."""
+    ex = Experiment(ExperimentConfig.model_validate(experiment), verbose=False)
+    spec = MethodSpec(name=method, params={**fixed, **params})
+    scorer = TrialScorer(ex, metrics, reference, original, sweep)
+    pending: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+
+    def on_epoch(rec: dict[str, Any]) -> None:
+        if pending:
+            report(pending.pop())
+        row = scorer(rec["_model"])
+        rte = time.perf_counter() - t0 - scorer.seconds
+        pending.append(scorer.scored({**row, "RTE_s": rte, "epoch": rec["epoch"], "final": 0.0}))
+
+    try:
+        result = ex.apply_method(spec, callback=on_epoch)
+    except FloatingPointError:
+        last = {"objective": math.nan, "feasible": False, "diverged": 1.0, "final": 1.0,
+                "sweep_score": 2 * INFEASIBLE_PENALTY}
+        report(last)
+        return last
+    row = scorer(result.model, final=True)
+    final = scorer.scored({**row, "RTE_s": result.seconds - scorer.seconds, "final": 1.0, "diverged": 0.0,
+                           "epoch": pending[-1]["epoch"] if pending else 1})
+    report(final)
+    return final
+
+
+def tune_trial(params: dict[str, Any], **kwargs: Any) -> None:
+    """The Ray Tune function trainable (``tune.with_parameters`` binds everything but ``params``)."""
+    from ray import tune
+
+    run_trial(params, report=tune.report, **kwargs)
