@@ -60,6 +60,13 @@ def max_epochs(method: SweepMethod, space: dict[str, Any]) -> int:
     return int(fields["epochs"].default) if "epochs" in fields else 1
 
 
+def expected_trials(space: dict[str, Any], sweep: SweepConfig) -> int:
+    """How many trials a finished sweep of one method has: every grid point once per sample."""
+    points = int(np.prod([len(d.args) for d in space.values() if d.kind == "grid" or
+                          (sweep.search == "grid" and d.kind == "choice")] or [1]))
+    return points * (1 if sweep.search == "grid" else sweep.num_samples)
+
+
 def search_algorithm(sweep: SweepConfig, seed: int):
     """Random / grid: Tune's variant generator (seeded); Optuna / HyperOpt when installed."""
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -98,46 +105,6 @@ def _reference_rows(ex: Experiment, metrics: list[str]) -> tuple[dict[str, float
     return rows[0], rows[1]
 
 
-class SweepProgress:
-    """Prints one line per finished trial: done / running / stopped early / errors, and the best so far."""
-
-    def __init__(self, method: str, total: int | None, objective: str) -> None:
-        self.method, self.total, self.objective = method, total, objective
-        self.running = self.done = self.stopped = self.errors = 0
-        self.best = math.inf
-
-    def callback(self):
-        from ray.tune import Callback
-
-        progress = self
-
-        class _Callback(Callback):
-            def on_trial_start(self, iteration, trials, trial, **info):
-                progress.running += 1
-
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                progress.finish(trial.last_result or {}, error=False)
-
-            def on_trial_error(self, iteration, trials, trial, **info):
-                progress.finish(trial.last_result or {}, error=True)
-
-        return _Callback()
-
-    def finish(self, last: dict[str, Any], error: bool) -> None:
-        self.running = max(0, self.running - 1)
-        self.done += 1
-        if error:
-            self.errors += 1
-        elif not last.get("final"):
-            self.stopped += 1
-        elif last.get("feasible"):
-            self.best = min(self.best, float(last.get("sweep_score", math.inf)))
-        of = f"/{self.total}" if self.total else ""
-        best = f"; best sweep score {self.best:.4g}" if math.isfinite(self.best) else ""
-        log(f"sweep {self.method}: {self.done}{of} trials done ({self.stopped} stopped early, {self.errors} "
-            f"errors), {self.running} running{best}")
-
-
 def _trial_rows(method: str, grid, space: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for res in grid:
@@ -155,7 +122,7 @@ def _trial_rows(method: str, grid, space: dict[str, Any]) -> list[dict[str, Any]
 
 
 def _tuner(trainable, space: dict[str, Any], sweep: SweepConfig, method: SweepMethod, path: str,
-           tune_root: str, seed: int, progress: SweepProgress):
+           tune_root: str, seed: int, progress: Any):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -176,7 +143,7 @@ def _tuner(trainable, space: dict[str, Any], sweep: SweepConfig, method: SweepMe
                                     else sweep.max_concurrent),
         run_config=tune.RunConfig(name=slug(method.name), storage_path=tune_root, verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-                                  callbacks=[progress.callback()]))
+                                  callbacks=[progress]))
 
 
 def _state_check(tune_root: str, state: dict[str, Any], rebuild: bool) -> None:
@@ -227,6 +194,7 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     from expunge.jobs.original import run_original
     from expunge.jobs.pipeline import unlearn_task
     from expunge.sweep.plots import sweep_figures
+    from expunge.sweep.progress import SweepProgress
     from expunge.sweep.trial import tune_trial
 
     sweep = cfg.sweep
@@ -278,15 +246,15 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
                                  fixed=dict(method.params), metrics=metrics, reference=reference,
                                  original=original, sweep=sweep_dict),
             {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
-        total = None if sweep.search == "grid" else sweep.num_samples
-        progress = SweepProgress(method.name, total, str(sweep.objective))
+        progress = SweepProgress(method.name, expected_trials(space, sweep))
         path = join_uri(tune_root, slug(method.name))
         grid = _tuner(trainable, space, sweep, method, path, tune_root, cfg.seed, progress).fit()
-        if grid.num_terminated + grid.num_errors < len(grid):
+        if len(grid) < expected_trials(space, sweep) or any(not r.metrics and r.error is None for r in grid):
             # Tune stops gracefully on SIGINT and saves its state; the same command resumes it
-            raise SweepInterrupted(f"sweep {sweep.name} interrupted during {method.name} "
-                                   f"({grid.num_terminated + grid.num_errors}/{len(grid)} trials finished); "
-                                   "rerun the same command to resume it")
+            finished = sum(1 for r in grid if r.metrics or r.error is not None)
+            raise SweepInterrupted(f"sweep {sweep.name} interrupted during {method.name} ({finished} of "
+                                   f"{expected_trials(space, sweep)} trials finished); rerun the same command "
+                                   "to resume it")
         rows += _trial_rows(method.name, grid, space)
 
     table = pd.DataFrame(rows)

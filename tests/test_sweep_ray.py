@@ -1,0 +1,100 @@
+"""Sweeps on local Ray: ASHA, the best config reproduces under `expunge unlearn`, interrupt + resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from expunge.config import load_config
+from expunge.errors import ConfigError
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+
+def sweep_yaml(path: Path, repo_root: Path, storage: Path, num_samples: int, concurrent: int) -> Path:
+    path.write_text(f"""base: {repo_root}/configs/experiments/digits.yaml
+storage: {storage}
+train: {{epochs: 8}}
+audit: {{shadows: 2}}
+sweep:
+  name: small
+  methods:
+    - name: finetune
+      space: {{lr: {{loguniform: [1.0e-3, 0.2]}}, epochs: 4}}
+  num_samples: {num_samples}
+  max_concurrent: {concurrent}
+  metrics: [accuracy, svc_mia, iam]
+  constraints: ["TA_drop <= 5"]
+  pareto: {{gap_UA: min, TA: max}}
+""")
+    return path
+
+
+def test_sweep_asha_best_config_reproduces(tmp_path, repo_root, ray_local):
+    from expunge.jobs.unlearn import run_unlearn, unlearn_config
+    from expunge.store import Store
+    from expunge.sweep.runner import run_sweep
+
+    cfg = load_config(sweep_yaml(tmp_path / "s.yaml", repo_root, tmp_path / "runs", 8, 2))
+    res = run_sweep(cfg, use_ray=True)
+    table = res["table"]
+    assert len(table) == 8 and set(table["status"]) <= {"completed", "stopped"}
+    assert (table["status"] == "stopped").sum() >= 1, "ASHA stopped no trial early"
+    stopped = table[table["status"] == "stopped"]
+    assert (stopped["epochs_run"] < 4).all()
+    assert (table.loc[table["status"] == "completed", "epochs_run"] == 4).all()
+    # every trial is scored against the same retrained model: the gap columns are |m - m_retrain|
+    ref = res["reference"]
+    assert (table["gap_TA"] - (table["TA"] - ref["TA"]).abs()).abs().max() < 1e-9
+    out = Path(res["path"])
+    for name in ("results.csv", "results.parquet", "pareto.csv", "leaderboard.md", "summary.json",
+                 "best_objective.yaml", "best_gap_UA.yaml", "best_TA.yaml", "objective_finetune.png", "pareto.png"):
+        assert (out / name).is_file(), name
+    assert table["pareto"].any()
+    # no trial stored a model, and the gold standard was trained once
+    keys = Store(cfg.run_dir).keys("models")
+    assert sum(k.startswith("finetune") for k in keys) == 0 and sum(k.startswith("retrain") for k in keys) == 1
+
+    best = res["best"]["objective"]
+    rerun = run_unlearn(unlearn_config(str(out / best["file"]), None, None, []), use_ray=False)
+    row = rerun["table"].set_index("method").loc["finetune"]
+    assert row["avg_gap"] == pytest.approx(best["value"], abs=1e-3)  # the leaderboard rounds to 3 decimals
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best"]["objective"]["trial_id"] == best["trial_id"]
+
+
+def test_interrupted_sweep_resumes_and_stale_state_is_refused(tmp_path, repo_root, ray_local):
+    from expunge.sweep.runner import run_sweep
+
+    path = sweep_yaml(tmp_path / "s.yaml", repo_root, tmp_path / "runs", 5, 1)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "first.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "expunge.jobs.sweep", "--config", str(path)],
+                                stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+        deadline = time.time() + 240
+        while time.time() < deadline and log.read_text().count("trials done") < 2 and proc.poll() is None:
+            time.sleep(0.5)
+        assert proc.poll() is None, log.read_text()[-2000:]
+        proc.send_signal(signal.SIGINT)  # Ctrl+C: Tune saves its state and stops
+        rc = proc.wait(timeout=120)
+    text = log.read_text()
+    assert rc == 130 and "interrupted during finetune" in text and "rerun the same command" in text, text[-2000:]
+    tune_dir = tmp_path / "runs" / "digits" / "tune" / "small" / "finetune"
+    before = {p.name.split("_")[3] for p in tune_dir.glob("tune_trial_*") 
+              if (p / "result.json").is_file() and (p / "result.json").stat().st_size}
+    assert 2 <= len(before) < 5
+
+    res = run_sweep(load_config(path), use_ray=True)  # the same command again: resumes
+    table = res["table"]
+    assert len(table) == 5 and set(table["status"]) <= {"completed", "stopped"}
+    assert before <= {t.split("_")[1] for t in table["trial_id"]}  # the earlier trials are kept, not redrawn
+
+    with pytest.raises(ConfigError, match="made with another config"):
+        run_sweep(load_config(path, ["sweep.num_samples=7"]), use_ray=True)
