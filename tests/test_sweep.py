@@ -156,3 +156,41 @@ def test_cli_bad_sweep_exits_2_before_any_compute(tmp_path, repo_root):
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln]
     assert len(lines) == 1 and "sigma" in lines[0] and "non-positive bound" in lines[0], proc.stderr
     assert not (tmp_path / "runs").exists()  # nothing computed, nothing written
+
+
+@pytest.mark.parametrize("search", ["optuna", "hyperopt"])
+def test_missing_search_library_is_refused_before_compute(tmp_path, search):
+    import importlib.util
+
+    if importlib.util.find_spec(search) is not None:
+        pytest.skip(f"{search} is installed here")
+    from expunge.sweep.runner import run_sweep
+
+    cfg = load_config(None, [f"storage={tmp_path}/runs", f"sweep.search={search}", "sweep.methods=[finetune]"])
+    with pytest.raises(ConfigError, match=f"{search} is not installed"):
+        run_sweep(cfg, use_ray=True)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_local_mode_and_empty_sweep_are_refused(tmp_path):
+    from expunge.sweep.runner import run_sweep
+
+    with pytest.raises(ConfigError, match="nothing to sweep"):
+        run_sweep(load_config(None, [f"storage={tmp_path}"]), use_ray=True)
+    with pytest.raises(ConfigError, match="without --local"):
+        run_sweep(load_config(None, [f"storage={tmp_path}", "sweep.methods=[finetune]"]), use_ray=False)
+
+
+def test_progress_counts_the_finishing_trial():
+    from types import SimpleNamespace as T
+
+    from expunge.sweep.progress import summarize
+
+    done = T(status="TERMINATED", last_result={"final": 1.0, "feasible": True, "sweep_score": 2.0})
+    stopped = T(status="TERMINATED", last_result={"final": 0.0, "sweep_score": 1.0})
+    finishing = T(status="RUNNING", last_result={"final": 1.0, "feasible": True, "sweep_score": 1.5})
+    pending = T(status="PENDING", last_result=None)
+    s = summarize([done, stopped, finishing, pending], finishing)
+    assert (s["done"], s["running"], s["stopped"], s["errors"], s["best"]) == (3, 0, 1, 0, 1.5)
+    s = summarize([done, finishing], finishing, error=True)
+    assert (s["done"], s["errors"], s["best"]) == (2, 1, 2.0)

@@ -13,15 +13,21 @@ from ray.tune import Callback
 from expunge.experiment import log
 
 
-def summarize(trials: list[Any]) -> dict[str, Any]:
-    """Counts and the best feasible sweep score of the trials Tune holds."""
-    done = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
-    last = [t.last_result or {} for t in done]
-    best = min((float(r.get("sweep_score", math.inf)) for r in last if r.get("final") and r.get("feasible")),
+def summarize(trials: list[Any], finishing: Any = None, error: bool = False) -> dict[str, Any]:
+    """Counts and the best feasible sweep score of the trials Tune holds. ``finishing`` is the trial
+    whose completion (or ``error``) is being reported: Tune calls back before it updates its status."""
+    def status(t: Any) -> str:
+        if t is finishing:
+            return "ERROR" if error else "TERMINATED"
+        return t.status
+
+    done = [t for t in trials if status(t) in ("TERMINATED", "ERROR")]
+    finals = [t.last_result or {} for t in done if status(t) == "TERMINATED"]
+    best = min((float(r.get("sweep_score", math.inf)) for r in finals if r.get("final") and r.get("feasible")),
                default=math.inf)
-    return {"done": len(done), "running": sum(t.status == "RUNNING" for t in trials),
-            "errors": sum(t.status == "ERROR" for t in trials),
-            "stopped": sum(t.status == "TERMINATED" and not (t.last_result or {}).get("final") for t in trials),
+    return {"done": len(done), "running": sum(status(t) == "RUNNING" for t in trials),
+            "errors": sum(status(t) == "ERROR" for t in trials),
+            "stopped": sum(status(t) == "TERMINATED" and not (t.last_result or {}).get("final") for t in trials),
             "best": best}
 
 
@@ -29,14 +35,14 @@ class SweepProgress(Callback):
     def __init__(self, method: str, total: int) -> None:
         self.method, self.total = method, total
 
-    def _line(self, trials: list[Any]) -> None:
-        s = summarize(trials)
+    def _line(self, trials: list[Any], trial: Any, error: bool) -> None:
+        s = summarize(trials, trial, error)
         best = f"; best sweep score {s['best']:.4g}" if math.isfinite(s["best"]) else ""
         log(f"sweep {self.method}: {s['done']}/{self.total} trials done ({s['stopped']} stopped early, "
             f"{s['errors']} errors), {s['running']} running{best}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trials)
+        self._line(trials, trial, error=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trials)
+        self._line(trials, trial, error=True)
