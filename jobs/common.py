@@ -23,6 +23,8 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local", action="store_true", help="run in this process without Ray")
     p.add_argument("--rebuild", action="store_true",
                    help="recompute artifacts that are corrupt or do not match this config (never silently)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the config and print the stages it would run; read no data, compute nothing")
 
 
 def parse_with_overrides(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -61,6 +63,17 @@ def start_ray(args: argparse.Namespace) -> bool:
     return True
 
 
+def dry_run(args: argparse.Namespace, *cfgs: ExperimentConfig) -> bool:
+    """With ``--dry-run``: print what each config would run and return True (the caller stops)."""
+    if not getattr(args, "dry_run", False):
+        return False
+    from expunge.jobs.plan import print_plan
+
+    for cfg in cfgs:
+        print_plan(cfg)
+    return True
+
+
 def main_wrapper(fn: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
     """Turn an :class:`ExpungeError` into one line on stderr and exit code 2."""
 
@@ -84,7 +97,8 @@ def config_job(name: str, doc: str | None, run: Callable[..., object]) -> Callab
         add_common_args(p)
         args = parse_with_overrides(p, argv)
         cfg = load(args)  # validated before Ray starts
-        run(cfg, args.rebuild, start_ray(args))
+        if not dry_run(args, cfg):
+            run(cfg, args.rebuild, start_ray(args))
         return 0
 
     return main

@@ -23,8 +23,15 @@ SHOWN = ("forget", "method", "UA", "RA", "TA", "MIA_efficacy", "CR_forget", "MIA
          "rmia_binui_auc", "iam_binui_auc", "rcd_steps", "relearn_acc@10", "avg_gap", "RTE_s")
 
 
-def run_demo(overrides: list[str], rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
+def run_demo(overrides: list[str], rebuild: bool = False, use_ray: bool = True,
+             dry_run: bool = False) -> dict[str, Any]:
     cfgs = [load_config(find_config(path), overrides) for path in DEMO_CONFIGS]  # validate all before compute
+    if dry_run:
+        from expunge.jobs.plan import print_plan
+
+        for cfg in cfgs:
+            print_plan(cfg)
+        return {"configs": cfgs}
     tables = []
     for cfg in cfgs:
         res = run_pipeline(cfg, rebuild, use_ray, print_table=False)
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     add_runtime_args(p)
     args = parse_with_overrides(p, argv)
-    run_demo(args.overrides, args.rebuild, start_ray(args))
+    run_demo(args.overrides, args.rebuild, False if args.dry_run else start_ray(args), dry_run=args.dry_run)
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from expunge.config import ExperimentConfig, load_config, parse_overrides
 from expunge.errors import ConfigError
 from expunge.experiment import Experiment, log
-from expunge.jobs.common import add_runtime_args, find_config, main_wrapper, parse_with_overrides, start_ray
+from expunge.jobs.common import add_runtime_args, dry_run, find_config, main_wrapper, parse_with_overrides, start_ray
 from expunge.jobs.pipeline import run_pipeline
 
 DEFAULT_CONFIG = "experiments/digits.yaml"
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     add_unlearn_args(p)
     args = parse_with_overrides(p, argv)
     cfg = unlearn_config(args.config, args.method, args.forget, args.overrides)
-    run_unlearn(cfg, args.rebuild, start_ray(args))
+    if not dry_run(args, cfg):
+        run_unlearn(cfg, args.rebuild, start_ray(args))
     return 0
 
 

@@ -27,9 +27,11 @@ def _config_command(module: str, runner: str) -> Callable[[argparse.Namespace], 
         import importlib
 
         from expunge.config import load_config
-        from expunge.jobs.common import find_config, start_ray
+        from expunge.jobs.common import dry_run, find_config, start_ray
 
         cfg = load_config(find_config(args.config), args.overrides)
+        if dry_run(args, cfg):
+            return 0
         getattr(importlib.import_module(f"expunge.{module}"), runner)(cfg, args.rebuild, start_ray(args))
         return 0
 
@@ -40,16 +42,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from expunge.jobs.common import start_ray
     from expunge.jobs.demo import run_demo
 
-    run_demo(args.overrides, args.rebuild, start_ray(args))
+    run_demo(args.overrides, args.rebuild, False if args.dry_run else start_ray(args), dry_run=args.dry_run)
     return 0
 
 
 def _cmd_unlearn(args: argparse.Namespace) -> int:
-    from expunge.jobs.common import start_ray
+    from expunge.jobs.common import dry_run, start_ray
     from expunge.jobs.unlearn import run_unlearn, unlearn_config
 
     cfg = unlearn_config(args.config, args.method, args.forget, args.overrides)
-    run_unlearn(cfg, args.rebuild, start_ray(args))
+    if not dry_run(args, cfg):
+        run_unlearn(cfg, args.rebuild, start_ray(args))
     return 0
 
 
@@ -145,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("expunge: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `expunge ... | head`: the reader left; not an error worth a traceback
+        sys.stdout = None
+        return 141
 
 
 if __name__ == "__main__":
