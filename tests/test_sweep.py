@@ -194,3 +194,14 @@ def test_progress_counts_the_finishing_trial():
     assert (s["done"], s["running"], s["stopped"], s["errors"], s["best"]) == (3, 0, 1, 0, 1.5)
     s = summarize([done, finishing], finishing, error=True)
     assert (s["done"], s["errors"], s["best"]) == (2, 1, 2.0)
+
+
+def test_asha_horizon_covers_methods_without_their_own_epochs():
+    from expunge.sweep.runner import max_epochs
+
+    m = SweepMethod(name="retrain+cpu")  # epochs default None: the experiment's train.epochs
+    assert max_epochs(m, method_space(m), 30) == 30
+    m = SweepMethod(name="finetune", space={"epochs": {"randint": [2, 7]}})
+    assert max_epochs(m, method_space(m), 30) == 6
+    m = SweepMethod(name="ieu", params={"epochs": 3})
+    assert max_epochs(m, method_space(m), 30) == 3

@@ -47,17 +47,18 @@ def with_absolute_storage(cfg: ExperimentConfig) -> ExperimentConfig:
     return cfg.model_copy(update={"storage": str(Path(cfg.storage).resolve())})
 
 
-def max_epochs(method: SweepMethod, space: dict[str, Any]) -> int:
-    """ASHA's max_t: the most epochs any configuration of the method can run."""
+def max_epochs(method: SweepMethod, space: dict[str, Any], train_epochs: int) -> int:
+    """ASHA's max_t: the most epochs any configuration of the method can run (methods whose epochs
+    default to None, such as retrain+cpu, train for the experiment's ``train.epochs``)."""
     from expunge.search_space import endpoints
     from expunge.unlearn import METHODS
 
     if "epochs" in space:
-        return int(max(endpoints(space["epochs"])))
+        values = [v for v in endpoints(space["epochs"]) if v is not None]
+        return max(1, int(max(values))) if values else train_epochs
     fields = METHODS.get(method.name).Config.model_fields
-    if "epochs" in method.params:
-        return int(method.params["epochs"])
-    return int(fields["epochs"].default) if "epochs" in fields else 1
+    value = method.params.get("epochs", fields["epochs"].default if "epochs" in fields else 1)
+    return max(1, int(train_epochs if value is None else value))
 
 
 def expected_trials(space: dict[str, Any], sweep: SweepConfig) -> int:
@@ -122,14 +123,14 @@ def _trial_rows(method: str, grid, space: dict[str, Any]) -> list[dict[str, Any]
 
 
 def _tuner(trainable, space: dict[str, Any], sweep: SweepConfig, method: SweepMethod, path: str,
-           tune_root: str, seed: int, progress: Any):
+           tune_root: str, seed: int, progress: Any, max_t: int):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if tune.Tuner.can_restore(path):
         log(f"sweep {method.name}: resuming from {path}")
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, restart_errored=True)
-    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max(1, max_epochs(method, space)),
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max_t,
                                grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor)
                  if sweep.scheduler == "asha" else FIFOScheduler())
     return tune.Tuner(
@@ -206,8 +207,9 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     cfg = with_absolute_storage(cfg)
     metrics = list(sweep.metrics or cfg.audit.metrics)
     spaces = {m.name: method_space(m) for m in sweep.methods}
-    for m in sweep.methods:
-        to_tune(spaces[m.name], sweep.search)  # grid / optuna compatibility, before any compute
+    for m in sweep.methods:  # grid / optuna compatibility and ASHA's horizon, before any compute
+        to_tune(spaces[m.name], sweep.search)
+        max_epochs(m, spaces[m.name], cfg.train.epochs)
     search_algorithm(sweep, cfg.seed)
     constraints = [Constraint.parse(c) for c in sweep.constraints]
     retrain = MethodSpec(name="retrain")
@@ -248,7 +250,8 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
             {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
         progress = SweepProgress(method.name, expected_trials(space, sweep))
         path = join_uri(tune_root, slug(method.name))
-        grid = _tuner(trainable, space, sweep, method, path, tune_root, cfg.seed, progress).fit()
+        grid = _tuner(trainable, space, sweep, method, path, tune_root, cfg.seed, progress,
+                      max_epochs(method, space, cfg.train.epochs)).fit()
         if len(grid) < expected_trials(space, sweep) or any(not r.metrics and r.error is None for r in grid):
             # Tune stops gracefully on SIGINT and saves its state; the same command resumes it
             finished = sum(1 for r in grid if r.metrics or r.error is not None)
