@@ -78,8 +78,9 @@ def run_trial(params: dict[str, Any], experiment: dict[str, Any], method: str, f
                 "sweep_score": 2 * INFEASIBLE_PENALTY}
         report(last)
         return last
+    rte = result.seconds - scorer.seconds  # audits between epochs ran inside the method's timer
     row = scorer(result.model, final=True)
-    final = scorer.scored({**row, "RTE_s": result.seconds - scorer.seconds, "final": 1.0, "diverged": 0.0,
+    final = scorer.scored({**row, "RTE_s": rte, "final": 1.0, "diverged": 0.0,
                            "epoch": pending[-1]["epoch"] if pending else 1})
     report(final)
     return final
