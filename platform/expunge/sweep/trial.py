@@ -9,6 +9,7 @@ epoch's report can also carry the relearning attack, which runs once on the fina
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any, Callable
 
@@ -20,6 +21,21 @@ from expunge.experiment import Experiment
 from expunge.fleet.members import audit_shadow_keys
 from expunge.metrics import AuditInputs
 from expunge.sweep.objective import INFEASIBLE_PENALTY, Constraint, score, trial_row
+
+
+#: fault injection for reliability tests: "epoch:/path/marker" makes the first trial that finishes that
+#: epoch die (``os._exit``, as a lost worker would), once: the marker is created atomically
+FAULT_ENV = "EXPUNGE_FAULT_KILL_TRIAL"
+
+
+def _maybe_die(epoch: int) -> None:
+    at, _, marker = os.environ.get(FAULT_ENV, "").partition(":")
+    if marker and at == str(epoch):
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        os._exit(1)
 
 
 class TrialScorer:
@@ -65,6 +81,7 @@ def run_trial(params: dict[str, Any], experiment: dict[str, Any], method: str, f
     t0 = time.perf_counter()
 
     def on_epoch(rec: dict[str, Any]) -> None:
+        _maybe_die(rec["epoch"])
         if pending:
             report(pending.pop())
         row = scorer(rec["_model"])
