@@ -1,0 +1,341 @@
+"""Membership (and unlearning) inference attacks on causal language models.
+
+Every attack has two layers:
+
+* a **pure function on arrays** (``*_score``) with the formula below, easy to check by hand;
+* a registered **adapter** in :data:`ATTACKS` that pulls the arrays it needs out of
+  :class:`AttackInputs` (cached per-token log-probabilities of the target, fit / IN and reference /
+  OUT models, on the queries and on the population set).
+
+Every score is oriented **higher = more member-like** (for an unlearning audit: more *retained*).
+ℓ(x) is the per-sample mean token negative log-likelihood, p(x) = exp(−ℓ(x)) the geometric-mean token
+probability; "the reference code" is ``computationalprivacy/mia_llms_benchmark`` and its IAM fork
+(``Happy2Git/Unlearning_Inference_IAM/mia_llms_benchmark``).
+
+========================  ======================================================  =========================
+attack (registry name)    score                                                   source
+========================  ======================================================  =========================
+loss                      −ℓ_target                                               Yeom et al. 2018
+zlib                      −ℓ_target / (|zlib(x)| / |x|)   (bytes / bytes)         Carlini et al. 2021
+lowercase                 −ℓ_target(x) / ℓ_target(lower(x))                       Carlini et al. 2021
+mink                      mean of the k·L lowest log p(x_t | x_<t)                Shi et al. 2024 (Min-K%)
+minkpp                    mean of the k·L lowest (log p(x_t) − μ_t) / σ_t,        Zhang et al. 2024
+                          μ_t, σ_t² probability-weighted moments of log p(·)      (Min-K%++)
+minkpp_unweighted         as minkpp with the unweighted mean / std over the       reference code's variant
+                          vocabulary
+ratio                     −ℓ_target / mean_k ℓ_ref_k                              Carlini et al. 2021
+lira_online               log N(φ_t; μ_in, σ²_in) − log N(φ_t; μ_out, σ²_out),    Carlini et al. 2022 (LiRA)
+                          φ = log(p / (1 − p))
+rmia_online               (1/Z) Σ_z 1[(p_t(x)/P(x)) / (p_t(z)/P(z)) > γ],         Zarifzadeh et al. 2024
+                          P = mean over fit and reference models                  (RMIA)
+iam_online                IAM-On membership S(x) on the bounded Gumbel map of p   Wang et al. 2025 (IAM)
+========================  ======================================================  =========================
+
+k (``k``, a fraction, default 0.2) selects max(1, floor(k·L)) tokens of a sample's L scored tokens
+(the reference code takes floor(k·L) and returns nan when that is 0).
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from expunge.errors import ExpungeError
+from expunge.llm.scoring import TokenScores
+from expunge.metrics.iam import iam_online
+from expunge.metrics.lira import lira_online_with_reference
+from expunge.metrics.rmia import rmia_online
+from expunge.registry import Registry
+
+ATTACKS: Registry = Registry("LLM attack")
+#: the inputs an attack may need besides the target's scores on the queries
+NEEDS = ("lower", "fit", "reference", "population")
+
+
+# --- pure functions --------------------------------------------------------------------------
+def zlib_entropy(texts: Sequence[str]) -> np.ndarray:
+    """|zlib(x)| / |x| in bytes. (The reference divides by ``len(text)`` in characters; the two agree
+    on ASCII text.)"""
+    out = np.empty(len(texts))
+    for i, t in enumerate(texts):
+        b = t.encode("utf-8")
+        out[i] = len(zlib.compress(b)) / max(len(b), 1)
+    return out
+
+
+def loss_score(nll: np.ndarray) -> np.ndarray:
+    """−ℓ (Yeom et al., "Privacy Risk in Machine Learning", CSF 2018)."""
+    return -np.asarray(nll, dtype=np.float64)
+
+
+def zlib_score(nll: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """−ℓ / zlib entropy (Carlini et al., "Extracting Training Data from Large Language Models", 2021)."""
+    return -np.asarray(nll, dtype=np.float64) / zlib_entropy(texts)
+
+
+def lowercase_score(nll: np.ndarray, nll_lower: np.ndarray) -> np.ndarray:
+    """−ℓ(x) / ℓ(lower(x)) (Carlini et al. 2021): a member's exact casing is likelier than its
+    lowercased copy."""
+    return -np.asarray(nll, dtype=np.float64) / np.asarray(nll_lower, dtype=np.float64)
+
+
+def ratio_score(nll: np.ndarray, nll_refs: np.ndarray) -> np.ndarray:
+    """−ℓ_target / mean_k ℓ_ref_k (reference-model calibration; ``nll_refs`` [K, N])."""
+    refs = np.atleast_2d(np.asarray(nll_refs, dtype=np.float64))
+    return -np.asarray(nll, dtype=np.float64) / refs.mean(axis=0)
+
+
+def _lowest_k_mean(values: np.ndarray, offsets: np.ndarray, k: float) -> np.ndarray:
+    """Per segment [offsets[i], offsets[i+1]): mean of the max(1, floor(k·L)) smallest values."""
+    if not 0.0 < k <= 1.0:
+        raise ExpungeError(f"k must be a fraction in (0, 1], got {k}")
+    v = np.asarray(values, dtype=np.float64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    if np.any(lengths < 1):
+        raise ExpungeError("every sample needs at least one scored token")
+    seg = np.repeat(np.arange(len(lengths)), lengths)
+    order = np.lexsort((v, seg))  # by segment, then value
+    rank = np.arange(v.size) - offsets[seg[order]]
+    n_keep = np.maximum(1, np.floor(k * lengths + 1e-9).astype(np.int64))
+    keep = rank < n_keep[seg[order]]
+    sums = np.bincount(seg[order][keep], weights=v[order][keep], minlength=len(lengths))
+    return sums / n_keep
+
+
+def mink_score(logp: np.ndarray, offsets: np.ndarray, k: float = 0.2) -> np.ndarray:
+    """Min-K% Prob: mean of the k·L lowest token log-probabilities (Shi et al., "Detecting
+    Pretraining Data from Large Language Models", ICLR 2024)."""
+    return _lowest_k_mean(logp, offsets, k)
+
+
+def minkpp_score(logp: np.ndarray, mu: np.ndarray, var: np.ndarray, offsets: np.ndarray, k: float = 0.2,
+                 eps: float = 1e-12) -> np.ndarray:
+    """Min-K%++: z_t = (log p(x_t|x_<t) − μ_t) / σ_t, mean of the k·L lowest z_t (Zhang et al.,
+    "Min-K%++: Improved Baseline for Detecting Pre-Training Data from LLMs", ICLR 2025).
+
+    The paper's μ_t = E_{v∼p(·|x_<t)} log p(v|x_<t) and σ_t² = Var_{v∼p} log p(v|x_<t) are
+    **probability-weighted** (pass :class:`~expunge.llm.scoring.TokenScores` ``mu``/``var``). The
+    ``mia_llms_benchmark`` implementation uses the *unweighted* mean and std of the log-softmax over the
+    vocabulary instead (``mu_u``/``var_u``, registered as ``minkpp_unweighted``). σ is floored at
+    ``sqrt(eps)`` (a one-hot prediction has σ = 0).
+    """
+    z = (np.asarray(logp, np.float64) - np.asarray(mu, np.float64)) / np.sqrt(np.maximum(np.asarray(var, np.float64), eps))
+    return _lowest_k_mean(z, offsets, k)
+
+
+def logit_of_prob(nll: np.ndarray, floor: float = 1e-12) -> np.ndarray:
+    """φ = log(p / (1 − p)) with p = exp(−ℓ), computed stably as −ℓ − log(−expm1(−ℓ)); ℓ is floored at
+    ``floor`` so a perfectly predicted sample stays finite."""
+    x = np.maximum(np.asarray(nll, dtype=np.float64), floor)
+    return -x - np.log(-np.expm1(-x))
+
+
+def lira_online_score(nll_target: np.ndarray, nll_fit: np.ndarray, nll_refs: np.ndarray,
+                      var_floor: float = 1e-4, global_variance: bool = False) -> np.ndarray:
+    """LiRA-On: Gaussians of φ over the IN (fit, [R, N]) and OUT (reference, [K, N]) models,
+    score = log N(φ_t; μ_in, σ²_in) − log N(φ_t; μ_out, σ²_out) via
+    :func:`expunge.metrics.lira.lira_online_with_reference`.
+
+    With one model on a side there is no per-sample spread: the variance falls back to the other
+    side's pooled estimate or to that side's spread across samples, floored at ``var_floor``. (The
+    IAM fork uses σ = 1e-30 with one model per side, which turns the test into "closer to IN than to
+    OUT" and makes the score's scale meaningless.)
+    """
+    fit = np.atleast_2d(np.asarray(nll_fit, dtype=np.float64))
+    refs = np.atleast_2d(np.asarray(nll_refs, dtype=np.float64))
+    return lira_online_with_reference(logit_of_prob(nll_target), logit_of_prob(fit), logit_of_prob(refs),
+                                      global_variance=global_variance, var_floor=var_floor)
+
+
+def rmia_online_score(nll_target: np.ndarray, nll_fit: np.ndarray, nll_refs: np.ndarray,
+                      pop_target: np.ndarray, pop_fit: np.ndarray, pop_refs: np.ndarray,
+                      gamma: float = 2.0) -> np.ndarray:
+    """RMIA-On on p = exp(−ℓ): Score(x) = fraction of population z with
+    (p_t(x)/P(x)) / (p_t(z)/P(z)) > γ, P = trimmed mean over the fit and reference models
+    (:func:`expunge.metrics.rmia.rmia_online`, sorted scoring, no N×Z matrix).
+
+    The population's P(z) also averages the fit and reference models, as the IAM fork does; no model
+    trained on the population, so P(z) is an all-OUT estimate (RMIA's pairwise test only needs
+    P(z) to be on the same footing for every z). IN and OUT sides are balanced (tiled to equal rows).
+    """
+    f = lambda a: np.exp(-np.atleast_2d(np.asarray(a, dtype=np.float64)))  # noqa: E731
+    return rmia_online(np.exp(-np.asarray(nll_target, np.float64)), f(nll_fit), f(nll_refs),
+                       np.exp(-np.asarray(pop_target, np.float64)), f(pop_fit), f(pop_refs), gamma=gamma)
+
+
+def iam_online_score(nll_target: np.ndarray, nll_fit: np.ndarray, nll_refs: np.ndarray, *, eps1: float = 0.1,
+                     eps2: float = 1e-5, n_levels: int = 1000, weighting: str = "reference") -> np.ndarray:
+    """IAM-On membership score S(x) ∈ [0, 1] (1 = as fitted as the fit model, 0 = like the OUT models).
+
+    Signal: the bounded Gumbel map s(p) = −log(ε1 − log(ε2 + p)) (normalised) of p = exp(−ℓ), which
+    **rises with the sequence's likelihood**, like the computer-vision IAM's confidence. The
+    interpolation runs from the OUT (reference) signals (α = 0) to the fit anchor (α = 1) over J =
+    ``n_levels`` levels, with one pooled σ per level and level weights α_{j+1} (the reference's
+    alignment), all through :func:`expunge.metrics.iam.iam_online`. With several fit models the anchor is
+    their mean mapped signal.
+
+    The IAM fork's LLM code (``iam_llm_score.py::ip_ppl``) instead maps q = 1 − exp(−ℓ), which rises
+    with the *loss*, interpolates fit → OUT and keeps the α_{j+1} weights, so its weights emphasise the
+    OUT end (the opposite of its computer-vision code), and returns 1 − S. Here the orientation is
+    consistent by construction; defaults ε1 = 0.1, ε2 = 1e-5, J = 1000 follow the LLM code.
+    """
+    fit = np.atleast_2d(np.asarray(nll_fit, dtype=np.float64))
+    p = lambda a: np.exp(-np.asarray(a, dtype=np.float64))  # noqa: E731
+    if fit.shape[0] == 1:
+        return iam_online(p(nll_target), p(np.atleast_2d(nll_refs)), p(fit[0]), eps1=eps1, eps2=eps2,
+                          n_levels=n_levels, weighting=weighting).membership
+    from expunge.metrics.iam import bounded_gumbel_map, iam_score
+
+    g = lambda a: bounded_gumbel_map(p(a), eps1, eps2)  # noqa: E731
+    return iam_score(g(nll_target), g(np.atleast_2d(nll_refs)), g(fit).mean(axis=0), n_levels=n_levels,
+                     weighting=weighting).membership
+
+
+# --- inputs and registry ---------------------------------------------------------------------
+@dataclass
+class AttackInputs:
+    """Cached scores the attacks read. ``fit`` are IN models (trained on every query, e.g. the
+    original model), ``refs`` OUT models (never saw the queries); ``pop_*`` the same models on the
+    population set (RMIA)."""
+
+    texts: Sequence[str]
+    target: TokenScores
+    target_lower: TokenScores | None = None
+    fit: list[TokenScores] = field(default_factory=list)
+    refs: list[TokenScores] = field(default_factory=list)
+    pop_target: TokenScores | None = None
+    pop_fit: list[TokenScores] = field(default_factory=list)
+    pop_refs: list[TokenScores] = field(default_factory=list)
+
+    def available(self) -> set[str]:
+        have = set()
+        if self.target_lower is not None:
+            have.add("lower")
+        if self.fit:
+            have.add("fit")
+        if self.refs:
+            have.add("reference")
+        if self.pop_target is not None and len(self.pop_fit) == len(self.fit) and len(self.pop_refs) == len(self.refs):
+            have.add("population")
+        return have
+
+
+def _nll(many: list[TokenScores]) -> np.ndarray:
+    return np.stack([s.nll() for s in many])
+
+
+def register_attack(name: str, needs: Sequence[str] = (), **defaults: Any) -> Callable:
+    """Register an adapter ``fn(inputs: AttackInputs, **params) -> [N] scores`` under ``name``; ``needs``
+    lists the optional inputs (:data:`NEEDS`) it reads, ``defaults`` its parameters."""
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"unknown needs {unknown}")
+
+    def deco(fn: Callable) -> Callable:
+        fn.needs = frozenset(needs)
+        fn.defaults = dict(defaults)
+        return ATTACKS.register(name)(fn)
+
+    return deco
+
+
+@register_attack("loss")
+def loss(inp: AttackInputs) -> np.ndarray:
+    """LOSS: −ℓ_target (Yeom et al. 2018)."""
+    return loss_score(inp.target.nll())
+
+
+@register_attack("zlib")
+def zlib_attack(inp: AttackInputs) -> np.ndarray:
+    """zlib: −ℓ_target / zlib entropy of the text (Carlini et al. 2021)."""
+    return zlib_score(inp.target.nll(), inp.texts)
+
+
+@register_attack("lowercase", needs=("lower",))
+def lowercase(inp: AttackInputs) -> np.ndarray:
+    """Lowercase: −ℓ(x) / ℓ(lower(x)) under the target (Carlini et al. 2021)."""
+    return lowercase_score(inp.target.nll(), inp.target_lower.nll())
+
+
+@register_attack("mink", k=0.2)
+def mink(inp: AttackInputs, k: float = 0.2) -> np.ndarray:
+    """Min-K% Prob: mean of the lowest k% token log-probs (Shi et al. 2024)."""
+    return mink_score(inp.target.logp, inp.target.offsets, k)
+
+
+@register_attack("minkpp", k=0.2)
+def minkpp(inp: AttackInputs, k: float = 0.2) -> np.ndarray:
+    """Min-K%++ with the paper's probability-weighted moments (Zhang et al. 2024)."""
+    t = inp.target
+    return minkpp_score(t.logp, t.mu, t.var, t.offsets, k)
+
+
+@register_attack("minkpp_unweighted", k=0.2)
+def minkpp_unweighted(inp: AttackInputs, k: float = 0.2) -> np.ndarray:
+    """Min-K%++ with unweighted vocabulary moments, as mia_llms_benchmark implements it."""
+    t = inp.target
+    return minkpp_score(t.logp, t.mu_u, t.var_u, t.offsets, k)
+
+
+@register_attack("ratio", needs=("reference",))
+def ratio(inp: AttackInputs) -> np.ndarray:
+    """Reference ratio: −ℓ_target / mean ℓ_reference (Carlini et al. 2021)."""
+    return ratio_score(inp.target.nll(), _nll(inp.refs))
+
+
+@register_attack("lira_online", needs=("fit", "reference"), var_floor=1e-4)
+def lira_online(inp: AttackInputs, var_floor: float = 1e-4) -> np.ndarray:
+    """LiRA-On: IN (fit) vs OUT (reference) Gaussians of the logit-scaled p (Carlini et al. 2022)."""
+    return lira_online_score(inp.target.nll(), _nll(inp.fit), _nll(inp.refs), var_floor=var_floor)
+
+
+@register_attack("rmia_online", needs=("fit", "reference", "population"), gamma=2.0)
+def rmia_online_attack(inp: AttackInputs, gamma: float = 2.0) -> np.ndarray:
+    """RMIA-On: pairwise likelihood-ratio test against a population set (Zarifzadeh et al. 2024)."""
+    return rmia_online_score(inp.target.nll(), _nll(inp.fit), _nll(inp.refs), inp.pop_target.nll(),
+                             _nll(inp.pop_fit), _nll(inp.pop_refs), gamma=gamma)
+
+
+@register_attack("iam_online", needs=("fit", "reference"), n_levels=1000, eps1=0.1, eps2=1e-5)
+def iam_online_attack(inp: AttackInputs, n_levels: int = 1000, eps1: float = 0.1, eps2: float = 1e-5) -> np.ndarray:
+    """IAM-On: interpolated fit/OUT Gumbel fits on the bounded Gumbel map (Wang et al. 2025)."""
+    return iam_online_score(inp.target.nll(), _nll(inp.fit), _nll(inp.refs), eps1=eps1, eps2=eps2,
+                            n_levels=n_levels)
+
+
+def resolve_attacks(names: Sequence[str] | None, available: set[str], strict: bool) -> tuple[list[str], dict[str, str]]:
+    """The attacks to run and, for the skipped ones, why. Unknown names are an error; with ``strict``
+    (attacks named explicitly) a missing input is an error too, else the attack is skipped."""
+    chosen = list(ATTACKS.names()) if not names else list(names)
+    for n in chosen:
+        ATTACKS.get(n)  # unknown name -> ExpungeError with suggestions
+    run, skipped = [], {}
+    for n in chosen:
+        missing = sorted(ATTACKS.get(n).needs - available)
+        if missing:
+            why = "needs " + ", ".join({"lower": "a lowercased pass", "fit": "a fit (IN) model",
+                                        "reference": "a reference (OUT) model",
+                                        "population": "a population set"}[m] for m in missing)
+            if strict:
+                raise ExpungeError(f"attack {n!r} {why}")
+            skipped[n] = why
+        else:
+            run.append(n)
+    return run, skipped
+
+
+def run_attacks(inp: AttackInputs, names: Sequence[str], params: dict[str, dict[str, Any]] | None = None) -> dict[str, np.ndarray]:
+    """``{name: scores [N]}`` for each named attack (inputs must be available)."""
+    params = params or {}
+    out = {}
+    for n in names:
+        fn = ATTACKS.get(n)
+        kw = {**fn.defaults, **params.get(n, {})}
+        s = np.asarray(fn(inp, **kw), dtype=np.float64)
+        if s.shape != (len(inp.texts),):
+            raise RuntimeError(f"attack {n} returned shape {s.shape}, expected ({len(inp.texts)},)")
+        out[n] = s
+    return out

@@ -1,0 +1,161 @@
+"""Scoring and unlearning language models on Ray (imported only when Ray is used).
+
+Scoring: :class:`RayScorer` starts one actor per GPU (``num_gpus=1``) or, without GPUs, one per CPU
+slot (``num_cpus=1``, one torch thread each); every actor loads the model once from its directory and
+keeps it. :meth:`RayScorer.score` shards the sequences across the actors so each gets about the same
+number of characters (longest first, each to the least-loaded actor), every actor runs the batched
+pass of :func:`expunge.llm.scoring.token_logprobs` on its shard, and the shards are merged by sample id
+into the data's order. The numbers equal the in-process pass (same code, same per-sequence maths).
+
+Unlearning: :func:`unlearn_on_ray` runs :func:`unlearn_task` (load, unlearn, store) as Ray tasks, one
+per GPU or CPU slot, through :func:`expunge.distributed.run_tasks`, so several methods or forget sets
+run side by side and a user error inside a task surfaces as the same one-line ExpungeError.
+
+Nothing here runs at import time; the rest of :mod:`expunge.llm` never imports Ray.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from expunge.llm.scoring import FIELDS, ScoringSettings, TokenScores
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where an actor loads a model from (a local Hugging Face directory, or a hub id when online)."""
+
+    path: str
+    trust_remote_code: bool = False
+
+    def load(self, device: str):
+        from expunge.llm.models import load_causal_lm
+
+        return load_causal_lm(self.path, trust_remote_code=self.trust_remote_code, device=device)
+
+
+def shard_by_length(lengths: Sequence[int], n: int) -> list[list[int]]:
+    """Greedy longest-processing-time split of indices into ``n`` shards of similar total length."""
+    loads = np.zeros(n)
+    shards: list[list[int]] = [[] for _ in range(n)]
+    for i in np.argsort(-np.asarray(lengths), kind="stable"):
+        k = int(np.argmin(loads))
+        shards[k].append(int(i))
+        loads[k] += lengths[i]
+    return [s for s in shards if s]
+
+
+class ScorerActor:
+    """Holds one model; scores shards of sequences (wrapped with ``ray.remote`` by :class:`RayScorer`)."""
+
+    def __init__(self, spec: ModelSpec, threads: int = 1) -> None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cpu":
+            torch.set_num_threads(max(1, threads))
+        self.model, self.tokenizer = spec.load(device)
+
+    def score(self, ids: list[str], texts: list[str], settings: dict[str, Any], batch_tokens: int) -> dict[str, Any]:
+        from expunge.llm.scoring import token_logprobs
+
+        s = token_logprobs(self.model, self.tokenizer, texts, ids, settings=ScoringSettings(**settings),
+                           batch_tokens=batch_tokens)
+        return {"ids": s.ids, "offsets": s.offsets, **{f: getattr(s, f) for f in FIELDS}}
+
+
+class RayScorer:
+    """A pool of :class:`ScorerActor` for one model. ``n_actors`` defaults to the GPUs in the cluster,
+    else to its CPUs (at most ``max_cpu_actors``)."""
+
+    def __init__(self, spec: ModelSpec, n_actors: int | None = None, max_cpu_actors: int = 4) -> None:
+        import ray
+
+        from expunge.distributed import init_ray
+
+        init_ray()
+        res = ray.cluster_resources()
+        gpus = int(res.get("GPU", 0))
+        if gpus:
+            n = min(n_actors or gpus, gpus)
+            opts = {"num_gpus": 1, "num_cpus": 1}
+        else:
+            n = n_actors or max(1, min(int(res.get("CPU", 1)), max_cpu_actors))
+            opts = {"num_cpus": 1}
+        self.spec = spec
+        self.actors = [ray.remote(**opts)(ScorerActor).remote(spec) for _ in range(n)]
+
+    def score(self, data: Any, settings: ScoringSettings | None = None, batch_tokens: int = 16384) -> TokenScores:
+        import ray
+
+        from expunge.errors import ExpungeError
+
+        settings = settings or ScoringSettings()
+        shards = shard_by_length([len(t) for t in data.texts], len(self.actors))
+        refs = [a.score.remote([data.ids[i] for i in sh], [data.texts[i] for i in sh], asdict(settings), batch_tokens)
+                for a, sh in zip(self.actors, shards)]
+        try:
+            parts = ray.get(refs)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ExpungeError):
+                raise cause from None
+            raise
+        merged = TokenScores.concat([TokenScores(p["ids"], np.asarray(p["offsets"]), *(p[f] for f in FIELDS))
+                                     for p in parts])
+        return merged.align(data.ids)
+
+    def close(self) -> None:
+        import ray
+
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []
+
+    def __enter__(self) -> "RayScorer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def unlearn_task(model_path: str, forget: list[str], retain: list[str], cfg: dict[str, Any], store_uri: str,
+                 key: str, ref_path: str | None = None, replace: bool = False,
+                 config_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load, unlearn and store one model as ``llm_models/<key>`` (a Ray task body; also callable
+    directly). The manifest's config is ``{"unlearn": cfg, **config_extra}``."""
+    import torch
+
+    from expunge.llm.artifacts import save_lm
+    from expunge.llm.models import load_causal_lm
+    from expunge.llm.unlearn import make_config, unlearn_lm
+    from expunge.store import Store
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    c = make_config(**cfg)
+    model, tok = load_causal_lm(model_path, device=device, dtype=torch.float32)
+    ref = ref_tok = None
+    if ref_path:
+        ref, ref_tok = load_causal_lm(ref_path, device=device, dtype=torch.float32)
+    model, stats = unlearn_lm(model, tok, forget, retain, c, ref_model=ref, ref_tokenizer=ref_tok)
+    art = save_lm(Store(store_uri), key, model, tok, config={"unlearn": c.model_dump(), **(config_extra or {})},
+                  replace=replace, source=model_path, unlearn_stats=stats)
+    return {"key": key, "path": art.path, **stats}
+
+
+def unlearn_on_ray(calls: Sequence[dict[str, Any]], use_ray: bool = True) -> list[dict[str, Any]]:
+    """Run :func:`unlearn_task` for each keyword dict in ``calls`` (one GPU, or one CPU, per task)."""
+    from expunge.distributed import run_tasks
+
+    gpus = 0
+    if use_ray:
+        import ray
+
+        from expunge.distributed import init_ray
+
+        init_ray()
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
+    return run_tasks(unlearn_task, list(calls), num_cpus=1, num_gpus=gpus, desc="llm unlearning", unit="model",
+                     use_ray=use_ray)

@@ -1,0 +1,44 @@
+"""Plain causal-LM training (the demo's pre-training and fine-tuning): AdamW, random batches of whole
+sequences, a constant learning rate that decays linearly to zero over the last 20% of the steps."""
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Sequence
+
+import torch
+
+from expunge.llm.unlearn import make_batch, mean_token_nll
+
+
+def train_lm(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], *, steps: int, batch_size: int = 32,
+             lr: float = 3e-3, weight_decay: float = 0.0, max_length: int | None = None, seed: int = 0,
+             grad_clip: float | None = 1.0, on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """Train ``model`` in place for ``steps`` steps on random batches of ``texts``; returns the losses.
+    ``on_step(step, loss)`` is called after every step (1-based), e.g. to save checkpoints."""
+    if not texts:
+        raise ValueError("no training texts")
+    device = next(model.parameters()).device
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    decay_from = int(0.8 * steps)
+    losses = []
+    model.train()
+    for step in range(steps):
+        if step >= decay_from:
+            for g in opt.param_groups:
+                g["lr"] = lr * (steps - step) / max(1, steps - decay_from)
+        batch = make_batch(tokenizer, rng.choices(texts, k=batch_size), max_length, device)
+        loss = mean_token_nll(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            model.eval()
+            on_step(step + 1, losses[-1])
+            model.train()
+    model.eval()
+    return losses
