@@ -5,6 +5,7 @@ stage reads the store first and skips what is already there with a matching mani
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -16,7 +17,9 @@ from expunge.audit.stage import audit_models
 from expunge.distributed.fleet import run_fleet
 from expunge.fleet.members import audit_shadow_config
 from expunge.jobs.original import run_original
+from expunge.report.build import write_report
 from expunge.report.markdown import markdown_table
+from expunge.report.timings import stage_timer
 
 
 def unlearn_task(cfg: dict[str, Any], spec: dict[str, Any], rebuild: bool) -> dict[str, Any]:
@@ -35,20 +38,28 @@ def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = T
     plan = ex.plan
     log(f"run {cfg.name}: {cfg.data.dataset}, forget {cfg.data.forget} ({len(plan.forget)} of "
         f"{len(plan.train)} train samples), model {cfg.model.name}, storage {ex.store.uri}")
-    run_original(cfg, rebuild, use_ray)
+    # each stage's wall time goes to <run>/timings/<stage> (with the config) for the report
+    timed = partial(stage_timer, ex.store, device=str(ex.device), config=cfg.model_dump(mode="json"))
+    with timed("original"):
+        run_original(cfg, rebuild, use_ray)
     calls = [{"cfg": cfg.model_dump(), "spec": s.model_dump(), "rebuild": rebuild} for s in cfg.unlearn.methods]
-    results = run_tasks(unlearn_task, calls, desc="unlearn", use_ray=use_ray)
+    with timed("unlearn"):
+        results = run_tasks(unlearn_task, calls, desc="unlearn", use_ray=use_ray)
     if cfg.audit.shadows:  # the audit's OUT-only shadow fleet, through the fleet path
-        run_fleet(audit_shadow_config(cfg), rebuild, use_ray)
-    audit = audit_models(ex, ["original", *[r["key"] for r in results]])
+        with timed("fleet"):
+            run_fleet(audit_shadow_config(cfg), rebuild, use_ray)
+    with timed("audit"):
+        audit = audit_models(ex, ["original", *[r["key"] for r in results]])
     table = audit["leaderboard"]
     report = write_summary(ex, table)
+    html = write_report(ex.store.uri)["html"]
     if print_table:
         print(table.to_string(index=False), flush=True)
     log(f"audit tables: {audit['path']}")
     log(f"run directory: {ex.store.uri}")
     log(f"report: {report}")
-    return {"table": table, "run_dir": ex.store.uri, "report": report, "audit": audit["path"]}
+    log(f"html report: {html}")
+    return {"table": table, "run_dir": ex.store.uri, "report": report, "html_report": html, "audit": audit["path"]}
 
 
 def write_summary(ex: Experiment, table: pd.DataFrame) -> str:
