@@ -144,7 +144,7 @@ def test_unlearn_command_runs_one_method(tmp_path, capsys):
     code, out, err = run_cli(["unlearn", "--method", "finetune+cpu", "--forget", "class:3", "--local",
                               f"storage={tmp_path}", "train.epochs=4", "method.epochs=2", "method.lambda=0.5"], capsys)
     assert code == 0, err
-    assert "finetune+cpu" in out and "unlearned model:" in err
+    assert "finetune+cpu" in out and "unlearned model (finetune+cpu):" in err
     store = Store(str(tmp_path / "digits"))
     keys = store.keys("models")
     assert "original" in keys and any(k.startswith("finetune+cpu-") for k in keys)
@@ -163,3 +163,18 @@ def test_unlearn_bad_input(tmp_path, capsys, args, needle):
     code, _, err = run_cli(["unlearn", *args, "--local", f"storage={tmp_path}"], capsys)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
     assert artifacts(tmp_path) == []
+
+
+def test_help_of_every_command_renders(capsys):
+    from expunge.cli import build_parser, main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"demo", "run", "train", "fleet", "sweep", "audit", "report", "unlearn", "info"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0, name
+    assert "usage: expunge" in capsys.readouterr().out

@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   expunge audit configs/experiments/digits.yaml   # metrics of the stored models (after `run`)
   expunge fleet configs/experiments/digits.yaml fleet.kind=shadow fleet.size=16   # LiRA-style shadows
   expunge sweep configs/sweeps/cpu_finetune.yaml  # Ray Tune over CPU's delta, alpha, lambda vs retrain
+  expunge report runs/digits                      # HTML report + Markdown summary of a run
   expunge info                                    # registered datasets, models, methods, metrics
   RAY_ADDRESS=127.0.0.1:6379 expunge run configs/experiments/digits.yaml   # on a running cluster
 """
@@ -54,6 +55,12 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
     if not dry_run(args, cfg):
         run_unlearn(cfg, args.rebuild, start_ray(args))
     return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from expunge.jobs.report import report_command
+
+    return report_command(args)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -113,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    add("demo", _cmd_demo, "the showcase on embedded digits: every method (random 10%; PRU on class 3), one table",
+    add("demo", _cmd_demo, "the showcase on embedded digits: every method (random 10%%; PRU on class 3), one table",
         config=False)
     add("run", _config_command("jobs.pipeline", "run_pipeline"), "run an experiment config end to end (original -> unlearning methods -> table)",
         config=True)
@@ -132,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", "-c", default=None, help="experiment YAML (default: the digits demo)")
     add_unlearn_args(sp)
     sp.set_defaults(fn=_cmd_unlearn)
+    sp = sub.add_parser("report", help="write a run's self-contained HTML report and Markdown summary",
+                        description="write a run's self-contained HTML report and Markdown summary",
+                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from expunge.jobs.report import add_report_args
+
+    add_report_args(sp)
+    sp.set_defaults(fn=_cmd_report)
     add("info", _cmd_info, "list registered datasets, models, unlearning methods and metrics", config=False)
     return p
 

@@ -31,6 +31,7 @@ from expunge.store import Artifact, Store
 from expunge.store.serialize import normalize
 from expunge.train.engine import evaluate, resolve_device, seed_everything, train
 from expunge.unlearn import METHODS, UnlearnContext, UnlearnResult, unlearn
+from expunge.versions import code_version
 
 #: sets whose logits are cached for every model
 AUDIT_SETS = ("forget", "retain", "test", "calibration", "population", "shadow_pool")
@@ -88,7 +89,7 @@ class Experiment:
         d = self.cfg.data
         return {"config": {"dataset": d.dataset, "options": d.options, "forget": d.forget,
                            "sizes": d.sizes.model_dump(), "fingerprint": self.dataset.fingerprint},
-                "seed": self.cfg.seed}
+                "seed": self.cfg.seed, "code_version": code_version("split")}
 
     def _build_split(self) -> tuple[dict[str, Any], dict[str, Any]]:
         d = self.cfg.data
@@ -182,8 +183,7 @@ class Experiment:
         what it is: its role, member index, ...); outputs are cached once, right after training.
         ``fit`` replaces the in-process engine call (Ray Train fills the model from its checkpoint).
         """
-        expect = {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump(), **config},
-                  "split_hash": self.plan.hash, "seed": seed}
+        expect = self.trained_expect(config, seed)
 
         def build():
             seed_everything(seed)
@@ -206,9 +206,14 @@ class Experiment:
         self._ensure_outputs(art, built.get("model"))
         return art
 
+    def trained_expect(self, config: dict[str, Any], seed: int) -> dict[str, Any]:
+        """What a trained model's manifest must say to be reused: model, training config, its role
+        (``config``), split, seed and the training stage's code version."""
+        return {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump(), **config},
+                "split_hash": self.plan.hash, "seed": seed, "code_version": code_version("train")}
+
     def original_expect(self) -> dict[str, Any]:
-        return {"config": {"model": self.cfg.model.model_dump(), "train": self.cfg.train.model_dump(),
-                           "role": "original"}, "split_hash": self.plan.hash, "seed": self.cfg.seed}
+        return self.trained_expect({"role": "original"}, self.cfg.seed)
 
     def original(self, fit: Callable[[nn.Module], list[dict[str, Any]]] | None = None) -> Artifact:
         """Train the original model on the train split (or reuse the stored one)."""
@@ -261,7 +266,7 @@ class Experiment:
     def _unlearn_expect(self, spec: MethodSpec, original: Artifact) -> dict[str, Any]:
         params = METHODS.get(spec.name).parse_config(spec.params).model_dump()
         return {"config": {"method": spec.name, "params": params, "original": original.manifest["content_hash"]},
-                "split_hash": self.plan.hash, "seed": self.cfg.seed}
+                "split_hash": self.plan.hash, "seed": self.cfg.seed, "code_version": code_version("unlearn")}
 
     def _seeded_factory(self) -> nn.Module:
         torch.manual_seed(self.cfg.seed + 1)
@@ -283,7 +288,7 @@ class Experiment:
     def _outputs_expect(self, model_art: Artifact) -> dict[str, Any]:
         return {"config": {"model": model_art.key, "model_content_hash": model_art.manifest["content_hash"],
                            "sets": list(AUDIT_SETS), "augmented_views": self.cfg.audit.augmented_views},
-                "split_hash": self.plan.hash}
+                "split_hash": self.plan.hash, "code_version": code_version("outputs")}
 
     def _ensure_outputs(self, model_art: Artifact, model: nn.Module | None) -> Artifact:
         """The model's cached outputs; computed once, from ``model`` if given, else from stored weights.

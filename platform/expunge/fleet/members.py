@@ -18,6 +18,7 @@ import numpy as np
 from expunge.experiment import Experiment, short_hash
 from expunge.fleet.membership import balanced_member, membership_matrix, out_only_subset
 from expunge.store import Artifact
+from expunge.versions import code_version
 
 if TYPE_CHECKING:
     from expunge.config import ExperimentConfig
@@ -76,9 +77,7 @@ def check_members(ex: Experiment) -> None:
     for i in range(ex.cfg.fleet.size):
         key = member_key(ex, i)
         if ex.cfg.fleet.kind != "unlearned" and ex.store.exists("models", key) and not ex.rebuild:
-            ex.store.get("models", key, expect={
-                "config": {"model": ex.cfg.model.model_dump(), "train": ex.cfg.train.model_dump(),
-                           **member_config(ex, i)}, "split_hash": ex.plan.hash, "seed": member_seed(ex, i)})
+            ex.store.get("models", key, expect=ex.trained_expect(member_config(ex, i), member_seed(ex, i)))
 
 
 def write_membership(ex: Experiment) -> Artifact:
@@ -87,7 +86,8 @@ def write_membership(ex: Experiment) -> Artifact:
     matrix = membership_matrix([member_indices(ex, i) for i in range(k)], len(ex.dataset))
     return ex.store.put("fleets", fleet_name(ex), {"membership.npy": matrix,
                                                    "members.json": [member_key(ex, i) for i in range(k)]},
-                        config=ex.cfg.fleet.model_dump(), split_hash=ex.plan.hash, seed=ex.cfg.seed, replace=True)
+                        config=ex.cfg.fleet.model_dump(), split_hash=ex.plan.hash, seed=ex.cfg.seed, replace=True,
+                        code_version=code_version("fleet"))
 
 
 def audit_shadow_config(cfg: "ExperimentConfig") -> "ExperimentConfig":

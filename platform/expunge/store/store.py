@@ -135,7 +135,7 @@ class Store:
                                       .encode()).hexdigest()
         manifest = normalize({
             "kind": kind, "key": key, "config": config, "split_hash": split_hash, "seed": seed,
-            "code_version": code_version or __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "code_version": code_version or __version__, "expunge_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "files": entries, "content_hash": content_hash, **extra,
         })
         if not self.fs.atomic_dirs and replace:

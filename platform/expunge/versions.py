@@ -1,0 +1,23 @@
+"""Code versions of the stages that produce artifacts.
+
+Every stored artifact records the version of the stage that made it, and a stage reuses an artifact
+only when that version is the current one: bump a stage's number in the same change that alters
+what the stage produces (a new training loop, a fixed method, another output layout), and every
+artifact it made before is refused with the two versions named (``--rebuild`` recomputes them).
+The package version is recorded beside it for the reader, but does not invalidate anything: a release
+that changes no stage keeps every run reusable.
+"""
+from __future__ import annotations
+
+STAGE_VERSIONS: dict[str, int] = {
+    "split": 1,     # SplitPlan.create
+    "train": 1,     # train/engine.py (originals, retrains, shadows, fleet members)
+    "unlearn": 1,   # unlearn/ (the shared loop and every method)
+    "outputs": 1,   # per-sample logits on the audit sets
+    "fleet": 1,     # membership matrices
+}
+
+
+def code_version(stage: str) -> str:
+    """``"<stage>/<n>"``, the value a stage writes to and expects in ``manifest.code_version``."""
+    return f"{stage}/{STAGE_VERSIONS[stage]}"
