@@ -1,4 +1,4 @@
-"""The whole experiment: split -> original -> each unlearning method -> accuracy table -> report.
+"""The whole experiment: split -> original -> fleet -> each unlearning method -> audit -> report.
 
 ``python -m expunge.jobs.pipeline --config configs/experiments/digits.yaml [key=value ...]``. Every
 stage reads the store first and skips what is already there with a matching manifest.
@@ -42,11 +42,14 @@ def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = T
     timed = partial(stage_timer, ex.store, device=str(ex.device), config=cfg.model_dump(mode="json"))
     with timed("original"):
         run_original(cfg, rebuild, use_ray)
+    if cfg.fleet.size:  # the config's own fleet (LiRA shadows, retrain or unlearned fleets), reused when stored
+        with timed("fleet"):
+            run_fleet(cfg, rebuild, use_ray)
     calls = [{"cfg": cfg.model_dump(), "spec": s.model_dump(), "rebuild": rebuild} for s in cfg.unlearn.methods]
     with timed("unlearn"):
         results = run_tasks(unlearn_task, calls, desc="unlearn", use_ray=use_ray)
     if cfg.audit.shadows:  # the audit's OUT-only shadow fleet, through the fleet path
-        with timed("fleet"):
+        with timed("shadows"):
             run_fleet(audit_shadow_config(cfg), rebuild, use_ray)
     with timed("audit"):
         audit = audit_models(ex, ["original", *[r["key"] for r in results]])

@@ -103,7 +103,7 @@ def test_digits_report_has_every_section(digits_run, capsys, tmp_path):
     plan = store.get("split", "plan").read("plan.json")
     assert plan["hash"] in html and "torch" in html
     stages = [r["stage"] for r in run_timings(store)]
-    assert stages == ["original", "unlearn", "fleet", "audit"]
+    assert stages == ["original", "unlearn", "shadows", "audit"]
     assert all(re.search(f"<td[^>]*>{s}</td>", html) for s in stages) and "as recorded by the pipeline" in html
     assert recorded_config(store)["name"] == "digits"
     # the Markdown summary's figures are files next to it; --out copied everything
