@@ -143,3 +143,27 @@ def test_remote_uri_through_pyarrow(tmp_path):
     art = store.get("tables", "t", expect={"seed": 1}, verify=True)
     np.testing.assert_array_equal(art.read("x.npy"), np.arange(3))
     assert store.keys("tables") == ["t"]
+
+
+def test_altered_manifest_content_hash_is_detected(tmp_path):
+    from expunge.errors import CorruptArtifactError
+
+    store = Store(str(tmp_path))
+    art = store.put("models", "m", _files())
+    man = json.load(open(os.path.join(art.path, "manifest.json")))
+    man["content_hash"] = "1" * 64  # the files are intact, but the manifest no longer describes them
+    json.dump(man, open(os.path.join(art.path, "manifest.json"), "w"))
+    with pytest.raises(CorruptArtifactError, match="models/m: its manifest's content hash"):
+        store.get("models", "m", verify=True)
+
+
+def test_stale_and_corrupt_are_distinct_errors(tmp_path):
+    from expunge.errors import CorruptArtifactError, StaleArtifactError
+
+    store = Store(str(tmp_path))
+    art = store.put("models", "m", _files(), config={"lr": 0.1})
+    with pytest.raises(StaleArtifactError):
+        store.get("models", "m", expect={"config": {"lr": 0.2}})
+    os.remove(os.path.join(art.path, "logits.npy"))
+    with pytest.raises(CorruptArtifactError, match="file logits.npy is missing"):
+        store.get("models", "m", verify=True)

@@ -21,5 +21,14 @@ class ArtifactError(ExpungeError):
     """A missing, corrupt, stale or mismatching artifact."""
 
 
+class CorruptArtifactError(ArtifactError):
+    """An artifact whose files do not match its manifest (missing, truncated, altered) or whose
+    manifest is unreadable: never read, recomputed only when the user asks (``--rebuild``)."""
+
+
+class StaleArtifactError(ArtifactError):
+    """An intact artifact made from other inputs (config, split, seed, code version) than requested."""
+
+
 class DataError(ExpungeError):
     """A dataset that cannot be loaded, or a split/forget spec that does not fit the data."""

@@ -24,7 +24,7 @@ from torch import nn
 
 from expunge.config import ExperimentConfig, MethodSpec
 from expunge.data import DeviceData, ImageDataset, SplitPlan, SplitSizes, load_dataset
-from expunge.errors import ArtifactError
+from expunge.errors import ArtifactError, CorruptArtifactError, StaleArtifactError
 from expunge.metrics import Outputs
 from expunge.models import create_model
 from expunge.store import Artifact, Store
@@ -298,9 +298,17 @@ class Experiment:
         """
         expect = self._outputs_expect(model_art)
         try:
-            art = self.store.get("outputs", model_art.key, expect=expect)
-        except ArtifactError:
-            art = None  # derived from a model that has since been rebuilt: recompute
+            art = self.store.get("outputs", model_art.key, expect=expect, verify=True)
+        except CorruptArtifactError:
+            if not self.rebuild:
+                raise
+            log(f"rebuilding outputs/{model_art.key}")
+            art = None
+        except StaleArtifactError:
+            # a cache derived from weights that have since been replaced (their content hash differs)
+            if self.verbose:
+                log(f"outputs/{model_art.key} were computed from other weights or sets; recomputing them")
+            art = None
         if art is not None:
             return art
         model = model if model is not None else self.load_model(model_art.key)

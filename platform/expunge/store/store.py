@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from expunge import __version__
-from expunge.errors import ArtifactError
+from expunge.errors import ArtifactError, CorruptArtifactError, StaleArtifactError
 from expunge.store.fs import ArrowFS, LocalFS, open_fs
 from expunge.store.serialize import decode, encode, normalize
 
@@ -86,15 +86,22 @@ class Artifact:
         try:
             data = self.store.fs.read_bytes(path)
         except FileNotFoundError:
-            raise ArtifactError(f"artifact {self.name}: file {name} is missing") from None
+            raise CorruptArtifactError(f"artifact {self.name}: file {name} is missing") from None
         if len(data) != info["bytes"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
-            raise ArtifactError(f"artifact {self.name}: file {name} is corrupt (size or sha256 does not match "
+            raise CorruptArtifactError(f"artifact {self.name}: file {name} is corrupt (size or sha256 does not match "
                                 "its manifest); rerun with --rebuild to recompute it")
         return data
 
     def verify(self) -> None:
+        """Every file against its manifest entry, and the manifest's content hash against its entries."""
         for name in self.files():
             self.read_bytes(name)
+        entries = self.manifest["files"]
+        recomputed = hashlib.sha256("".join(f"{n}:{e['sha256']};" for n, e in sorted(entries.items()))
+                                    .encode()).hexdigest()
+        if recomputed != self.manifest.get("content_hash"):
+            raise CorruptArtifactError(f"artifact {self.name}: its manifest's content hash does not match its file "
+                                       "list (the manifest was altered); rerun with --rebuild to recompute it")
 
 
 class Store:
@@ -164,7 +171,7 @@ class Store:
             manifest = decode(MANIFEST, self.fs.read_bytes(path))
             assert isinstance(manifest, dict) and isinstance(manifest.get("files"), dict)
         except Exception:
-            raise ArtifactError(f"artifact {kind}/{key}: manifest is unreadable; rerun with --rebuild") from None
+            raise CorruptArtifactError(f"artifact {kind}/{key}: manifest is unreadable; rerun with --rebuild") from None
         art = Artifact(self, kind, key, manifest)
         if expect:
             problems = []
@@ -172,7 +179,7 @@ class Store:
                 problems += diff(manifest.get(field), normalize(wanted), field)
             if problems:
                 shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-                raise ArtifactError(f"artifact {kind}/{key} does not match this request ({shown}); "
+                raise StaleArtifactError(f"artifact {kind}/{key} does not match this request ({shown}); "
                                     "use a new run name or --rebuild")
         if verify:
             art.verify()
