@@ -19,7 +19,7 @@ def run_original(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = T
     from expunge.distributed import run_tasks
 
     Experiment(cfg, rebuild=rebuild).preflight([])  # split and stored-artifact checks before any compute
-    if use_ray and cfg.scaling.distributed:
+    if use_ray and cfg.scaling.distributed and cfg.model.weights is None:
         from expunge.distributed.train_original import run_original_ray_train
 
         res = run_original_ray_train(cfg, rebuild)

@@ -68,6 +68,8 @@ class DataConfig(Section):
 class ModelConfig(Section):
     name: str = "cnn"
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: the user's trained original (safetensors, or a weights-only torch file): imported, not trained
+    weights: str | None = None
 
     @field_validator("name")
     @classmethod

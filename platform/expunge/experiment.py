@@ -27,6 +27,7 @@ from expunge.data import DeviceData, ImageDataset, SplitPlan, SplitSizes, load_d
 from expunge.errors import ArtifactError, CorruptArtifactError, StaleArtifactError
 from expunge.metrics import Outputs
 from expunge.models import create_model
+from expunge.models.checkpoint import file_sha256, load_into, read_weights
 from expunge.store import Artifact, Store
 from expunge.store.serialize import normalize
 from expunge.train.engine import evaluate, resolve_device, seed_everything, train
@@ -143,6 +144,8 @@ class Experiment:
             method = METHODS.get(spec.name)
             method.check(plan, method.parse_config(spec.params))
         self._check_conformal_sizes()
+        if self.cfg.model.weights is not None:
+            self._imported_weights()  # unreadable, pickled or ill-fitting weights: refused before compute
         if self.rebuild:
             return
         original = self.store.get("models", "original", expect=self.original_expect(), verify=True)
@@ -213,10 +216,35 @@ class Experiment:
                 "split_hash": self.plan.hash, "seed": seed, "code_version": code_version("train")}
 
     def original_expect(self) -> dict[str, Any]:
-        return self.trained_expect({"role": "original"}, self.cfg.seed)
+        return self.trained_expect(self._original_role(), self.cfg.seed)
+
+    def _original_role(self) -> dict[str, Any]:
+        if self.cfg.model.weights is None:
+            return {"role": "original"}
+        return {"role": "original", "imported_sha256": self._imported_weights()[1]}
+
+    def _imported_weights(self) -> tuple[dict[str, torch.Tensor], str]:
+        """The user's original weights, checked against the configured model (read once)."""
+        if not hasattr(self, "_imported"):
+            path = self.cfg.model.weights
+            state = read_weights(path)
+            load_into(self.model_factory(), state, path, self.dataset.num_classes)
+            self._imported = (state, file_sha256(path))
+        return self._imported
 
     def original(self, fit: Callable[[nn.Module], list[dict[str, Any]]] | None = None) -> Artifact:
-        """Train the original model on the train split (or reuse the stored one)."""
+        """Train the original model on the train split (or reuse the stored one); with
+        ``model.weights`` the user's trained model is imported instead (it must have been trained on
+        this config's train split for the audit to mean anything)."""
+        if self.cfg.model.weights is not None:
+            state, _ = self._imported_weights()
+
+            def imported(model: nn.Module) -> list[dict[str, Any]]:
+                model.load_state_dict(state)
+                return []  # no training history: the model was trained elsewhere
+
+            return self.trained("original", self.plan.train, self.cfg.seed, self._original_role(),
+                                "original (imported)", fit=imported)
         return self.trained("original", self.plan.train, self.cfg.seed, {"role": "original"}, "original",
                             log_epochs=True, fit=fit)
 
