@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-tokens", type=int, default=16384)
     p.add_argument("--peak-tflops", type=float, help="device peak for the FLOP fraction (default: detected)")
     p.add_argument("--repeats", type=int, default=1, help="timed repetitions (the fastest counts)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's setting)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     res = run_bench_llm(args.n, args.n_layer, args.n_embd, args.n_head, args.model, args.device, args.batch_tokens,
                         args.peak_tflops, args.repeats)
     print(json.dumps(res), flush=True)

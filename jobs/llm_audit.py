@@ -112,8 +112,11 @@ def run_llm_audit(target: str, data: str, out: str, *, fit: Sequence[str] = (), 
         ckpts.append((ModelRef(f"checkpoint{i}", path, trust_remote_code=trc), frac))
     params = {"rmia_online": {"gamma": gamma}, "iam_online": {"n_levels": n_levels},
               "mink": {"k": k}, "minkpp": {"k": k}, "minkpp_unweighted": {"k": k}}
-    res = audit_lm(target_ref, queries, fit=fits, refs=refs, population=pop, attacks=attacks, params=params,
-                   scorer=scorer, checkpoints=ckpts, n_boot=n_boot, seed=seed)
+    try:
+        res = audit_lm(target_ref, queries, fit=fits, refs=refs, population=pop, attacks=attacks, params=params,
+                       scorer=scorer, checkpoints=ckpts, n_boot=n_boot, seed=seed)
+    finally:
+        scorer.close()
 
     results, scores = res["results"], res["scores"]
     summary = auc_summary(results)

@@ -74,6 +74,8 @@ class LLMDemoConfig(BaseModel):
     # audit
     n_boot: int = Field(200, ge=0)
     n_actors: int | None = Field(None, ge=1)
+    threads: int | None = Field(1, ge=1, description="torch CPU threads in this process (None: torch's default); "
+                                "1 is robust when other processes share the CPU")
 
 
 COLUMNS = {"original:member_vs_nonmember": "original: member vs non-member",
@@ -85,6 +87,14 @@ COLUMNS = {"original:member_vs_nonmember": "original: member vs non-member",
 def run_llm_demo(overrides: list[str] | tuple[str, ...] = (), rebuild: bool = False, use_ray: bool = True,
                  cfg: LLMDemoConfig | None = None) -> dict[str, Any]:
     """Run the demo (module docstring); returns the summary table, timings and paths."""
+    from expunge.llm.train import torch_threads
+
+    cfg = cfg or load_config(None, list(overrides), model=LLMDemoConfig)
+    with torch_threads(cfg.threads):
+        return _run(cfg, rebuild, use_ray)
+
+
+def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
     from expunge.llm.artifacts import KIND, save_lm
     from expunge.llm.audit import ModelRef, Scorer, audit_lm
     from expunge.llm.corpus import make_corpus
@@ -97,7 +107,6 @@ def run_llm_demo(overrides: list[str] | tuple[str, ...] = (), rebuild: bool = Fa
     from expunge.llm.unlearn import make_config
     from expunge.store import Store
 
-    cfg = cfg or load_config(None, list(overrides), model=LLMDemoConfig)
     ucfg = make_config(method=cfg.method, lr=cfg.unlearn_lr, epochs=cfg.unlearn_epochs,
                        batch_size=cfg.unlearn_batch_size, beta=cfg.beta, lora=cfg.lora, seed=cfg.seed)
     if cfg.n_embd % cfg.n_head:
@@ -230,17 +239,20 @@ def run_llm_demo(overrides: list[str] | tuple[str, ...] = (), rebuild: bool = Fa
                          source="demo canaries")
     data_unl = text_set(canaries, ["unlearned"] * n_forget + ["member"] * len(retained)
                         + ["nonmember"] * len(corpus.nonmembers), ids, source="demo canaries")
-    log("audit 1/2: the original model (members vs held-out canaries)")
-    res_o = audit_lm(orig, data_orig, refs=[ref], population=population, scorer=scorer, n_boot=cfg.n_boot,
-                     tasks=["member_vs_nonmember"], seed=cfg.seed)
-    checkpoints = []
-    if n_ck:
-        checkpoints = [(ref, 0.0)] + [(ModelRef(k, store.get(KIND, k).path), s / cfg.finetune_steps)
-                                      for s, k in ck_keys.items()] + [(orig, 1.0)]
-    log(f"audit 2/2: the unlearned model (fit = original, reference = pre-trained model"
-        f"{', ScoreUI over %d checkpoints' % len(checkpoints) if checkpoints else ''})")
-    res_u = audit_lm(unl, data_unl, fit=[orig], refs=[ref], population=population, scorer=scorer,
-                     checkpoints=checkpoints, n_boot=cfg.n_boot, seed=cfg.seed)
+    try:
+        log("audit 1/2: the original model (members vs held-out canaries)")
+        res_o = audit_lm(orig, data_orig, refs=[ref], population=population, scorer=scorer, n_boot=cfg.n_boot,
+                         tasks=["member_vs_nonmember"], seed=cfg.seed)
+        checkpoints = []
+        if n_ck:
+            checkpoints = [(ref, 0.0)] + [(ModelRef(k, store.get(KIND, k).path), s / cfg.finetune_steps)
+                                          for s, k in ck_keys.items()] + [(orig, 1.0)]
+        log(f"audit 2/2: the unlearned model (fit = original, reference = pre-trained model"
+            f"{', ScoreUI over %d checkpoints' % len(checkpoints) if checkpoints else ''})")
+        res_u = audit_lm(unl, data_unl, fit=[orig], refs=[ref], population=population, scorer=scorer,
+                         checkpoints=checkpoints, n_boot=cfg.n_boot, seed=cfg.seed)
+    finally:
+        scorer.close()
     timings["audit_s"] = time.perf_counter() - t0
 
     # --- 6. table and report ---

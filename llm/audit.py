@@ -71,10 +71,17 @@ class Scorer:
         self.n_actors = n_actors
         self.device = device
         self.log = log or (lambda m: None)
+        self._pool: Any = None  # one RayScorer for every model, created on the first Ray pass
+
+    def close(self) -> None:
+        """Stop the Ray actors, if any were started."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def score_model(self, ref: ModelRef, datasets: dict[str, TextSet]) -> dict[str, TokenScores]:
-        """Scores of each dataset under ``ref``; a path model is loaded (or its actors started) only if
-        some dataset misses the cache, and released afterwards."""
+        """Scores of each dataset under ``ref``; a path model is loaded (in this process, or into the Ray
+        actors) only if some dataset misses the cache; in-process it is released afterwards."""
         tok = ref.get_tokenizer()
         mkey, tkey = ref.key(), tokenizer_fingerprint(tok)
         holder: dict[str, Any] = {}
@@ -84,11 +91,14 @@ class Scorer:
                 self.log(f"scoring {len(data)} sequences under {ref.name}"
                          + (" on Ray" if self.use_ray and ref.path else ""))
                 if self.use_ray and ref.path is not None:
-                    if "pool" not in holder:
-                        from expunge.llm.parallel import ModelSpec, RayScorer
+                    from expunge.llm.parallel import ModelSpec, RayScorer
 
-                        holder["pool"] = RayScorer(ModelSpec(ref.path, ref.trust_remote_code), self.n_actors)
-                    return holder["pool"].score(data, self.settings, self.cache.batch_tokens)
+                    if self._pool is None:
+                        self._pool = RayScorer(n_actors=self.n_actors)
+                    spec = ModelSpec(ref.path, ref.trust_remote_code)
+                    if self._pool.spec != spec:
+                        self._pool.load(spec)
+                    return self._pool.score(data, self.settings, self.cache.batch_tokens)
                 if ref.model is not None:
                     model = ref.model
                 else:
@@ -107,8 +117,6 @@ class Scorer:
                                          settings=self.settings, label=f"{ref.name}:{name}")
                     for name, data in datasets.items()}
         finally:
-            if "pool" in holder:
-                holder["pool"].close()
             holder.clear()
             gc.collect()
 

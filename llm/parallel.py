@@ -1,8 +1,9 @@
 """Scoring and unlearning language models on Ray (imported only when Ray is used).
 
 Scoring: :class:`RayScorer` starts one actor per GPU (``num_gpus=1``) or, without GPUs, one per CPU
-slot (``num_cpus=1``, one torch thread each); every actor loads the model once from its directory and
-keeps it. :meth:`RayScorer.score` shards the sequences across the actors so each gets about the same
+slot (``num_cpus=1``, one torch thread each); every actor loads the model from its directory and keeps
+it until the next model is loaded (one pool serves all the models of an audit, so actor start-up is
+paid once). :meth:`RayScorer.score` shards the sequences across the actors so each gets about the same
 number of characters (longest first, each to the least-loaded actor), every actor runs the batched
 pass of :func:`expunge.llm.scoring.token_logprobs` on its shard, and the shards are merged by sample id
 into the data's order. The numbers equal the in-process pass (same code, same per-sequence maths).
@@ -48,15 +49,24 @@ def shard_by_length(lengths: Sequence[int], n: int) -> list[list[int]]:
 
 
 class ScorerActor:
-    """Holds one model; scores shards of sequences (wrapped with ``ray.remote`` by :class:`RayScorer`)."""
+    """Holds one model at a time; scores shards of sequences (wrapped with ``ray.remote`` by
+    :class:`RayScorer`). ``load`` swaps the model, so one pool of actors serves every model of an audit."""
 
-    def __init__(self, spec: ModelSpec, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1) -> None:
         import torch
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cpu":
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cpu":
             torch.set_num_threads(max(1, threads))
-        self.model, self.tokenizer = spec.load(device)
+        self.spec: ModelSpec | None = None
+        self.model = self.tokenizer = None
+
+    def load(self, spec: ModelSpec) -> bool:
+        if spec != self.spec:
+            self.model = self.tokenizer = None
+            self.model, self.tokenizer = spec.load(self.device)
+            self.spec = spec
+        return True
 
     def score(self, ids: list[str], texts: list[str], settings: dict[str, Any], batch_tokens: int) -> dict[str, Any]:
         from expunge.llm.scoring import token_logprobs
@@ -67,10 +77,11 @@ class ScorerActor:
 
 
 class RayScorer:
-    """A pool of :class:`ScorerActor` for one model. ``n_actors`` defaults to the GPUs in the cluster,
-    else to its CPUs (at most ``max_cpu_actors``)."""
+    """A pool of :class:`ScorerActor`. ``n_actors`` defaults to the GPUs in the cluster (one actor per
+    GPU), else to its CPUs (at most ``max_cpu_actors``, one CPU each). :meth:`load` puts a model into
+    every actor; :meth:`score` shards a dataset across them and merges the shards by sample id."""
 
-    def __init__(self, spec: ModelSpec, n_actors: int | None = None, max_cpu_actors: int = 4) -> None:
+    def __init__(self, spec: ModelSpec | None = None, n_actors: int | None = None, max_cpu_actors: int = 4) -> None:
         import ray
 
         from expunge.distributed import init_ray
@@ -84,25 +95,35 @@ class RayScorer:
         else:
             n = n_actors or max(1, min(int(res.get("CPU", 1)), max_cpu_actors))
             opts = {"num_cpus": 1}
-        self.spec = spec
-        self.actors = [ray.remote(**opts)(ScorerActor).remote(spec) for _ in range(n)]
+        self.actors = [ray.remote(**opts)(ScorerActor).remote() for _ in range(n)]
+        self.spec: ModelSpec | None = None
+        if spec is not None:
+            self.load(spec)
 
-    def score(self, data: Any, settings: ScoringSettings | None = None, batch_tokens: int = 16384) -> TokenScores:
+    def _get(self, refs: list) -> list:
         import ray
 
         from expunge.errors import ExpungeError
 
-        settings = settings or ScoringSettings()
-        shards = shard_by_length([len(t) for t in data.texts], len(self.actors))
-        refs = [a.score.remote([data.ids[i] for i in sh], [data.texts[i] for i in sh], asdict(settings), batch_tokens)
-                for a, sh in zip(self.actors, shards)]
         try:
-            parts = ray.get(refs)
+            return ray.get(refs)
         except ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, ExpungeError):
                 raise cause from None
             raise
+
+    def load(self, spec: ModelSpec) -> None:
+        self._get([a.load.remote(spec) for a in self.actors])
+        self.spec = spec
+
+    def score(self, data: Any, settings: ScoringSettings | None = None, batch_tokens: int = 16384) -> TokenScores:
+        if self.spec is None:
+            raise RuntimeError("RayScorer.score before load")
+        settings = settings or ScoringSettings()
+        shards = shard_by_length([len(t) for t in data.texts], len(self.actors))
+        parts = self._get([a.score.remote([data.ids[i] for i in sh], [data.texts[i] for i in sh], asdict(settings),
+                                          batch_tokens) for a, sh in zip(self.actors, shards)])
         merged = TokenScores.concat([TokenScores(p["ids"], np.asarray(p["offsets"]), *(p[f] for f in FIELDS))
                                      for p in parts])
         return merged.align(data.ids)
