@@ -167,3 +167,18 @@ def test_stale_and_corrupt_are_distinct_errors(tmp_path):
     os.remove(os.path.join(art.path, "logits.npy"))
     with pytest.raises(CorruptArtifactError, match="file logits.npy is missing"):
         store.get("models", "m", verify=True)
+
+
+def test_secrets_never_reach_a_manifest(tmp_path):
+    from expunge.store.serialize import redact
+
+    store = Store(str(tmp_path))
+    cfg = {"storage": "s3://AKIAEXAMPLE:s3cr3tValue@bucket/runs", "hf_token": "hf_abcdefSECRET",
+           "nested": {"api_key": "sk-SECRET", "lr": 0.1}, "remote": "https://user:pa55word@host/x"}
+    art = store.put("models", "m", {"a.npy": np.zeros(2)}, config=cfg)
+    text = open(os.path.join(art.path, "manifest.json")).read()
+    for secret in ("s3cr3tValue", "AKIAEXAMPLE", "hf_abcdefSECRET", "sk-SECRET", "pa55word"):
+        assert secret not in text, secret
+    assert "s3://***:***@bucket/runs" in text and '"lr": 0.1' in text
+    assert store.get("models", "m", expect={"config": cfg}) is not None  # the same request still matches
+    assert redact({"token": None, "x": ["a://u:p@h"]}) == {"token": None, "x": ["a://***:***@h"]}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -74,3 +75,22 @@ def _json_default(obj: Any) -> Any:
 def normalize(obj: Any) -> Any:
     """JSON round-trip, so manifests compare equal whether fresh or read back."""
     return json.loads(json.dumps(obj, sort_keys=True, default=_json_default))
+
+
+#: keys whose values are secrets wherever they appear in a config or manifest
+SECRET_KEY = re.compile(r"(token|secret|password|passwd|api[_-]?key|access[_-]?key|credential)", re.I)
+#: credentials inside a URI (s3://KEY:SECRET@bucket/..., https://user:pass@host/...)
+URI_CREDENTIALS = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@")
+
+
+def redact(obj: Any) -> Any:
+    """``obj`` with secrets replaced by ``"***"``: values under secret-looking keys and credentials
+    embedded in URIs. Manifests and reports go through this, so no token reaches the run directory."""
+    if isinstance(obj, dict):
+        return {k: "***" if isinstance(k, str) and SECRET_KEY.search(k) and v not in (None, "") else redact(v)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact(v) for v in obj]
+    if isinstance(obj, str):
+        return URI_CREDENTIALS.sub("***:***@", obj)
+    return obj

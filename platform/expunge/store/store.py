@@ -22,7 +22,7 @@ from typing import Any
 from expunge import __version__
 from expunge.errors import ArtifactError, CorruptArtifactError, StaleArtifactError
 from expunge.store.fs import ArrowFS, LocalFS, open_fs
-from expunge.store.serialize import decode, encode, normalize
+from expunge.store.serialize import decode, encode, normalize, redact
 
 MANIFEST = "manifest.json"
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,199}")
@@ -140,11 +140,11 @@ class Store:
         entries = {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in encoded.items()}
         content_hash = hashlib.sha256("".join(f"{n}:{e['sha256']};" for n, e in sorted(entries.items()))
                                       .encode()).hexdigest()
-        manifest = normalize({
+        manifest = normalize(redact({
             "kind": kind, "key": key, "config": config, "split_hash": split_hash, "seed": seed,
             "code_version": code_version or __version__, "expunge_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "files": entries, "content_hash": content_hash, **extra,
-        })
+        }))
         if not self.fs.atomic_dirs and replace:
             self.fs.rmtree(final)
         staging = self.fs.staging_dir(final)
@@ -176,7 +176,7 @@ class Store:
         if expect:
             problems = []
             for field, wanted in expect.items():
-                problems += diff(manifest.get(field), normalize(wanted), field)
+                problems += diff(manifest.get(field), normalize(redact(wanted)), field)
             if problems:
                 shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
                 raise StaleArtifactError(f"artifact {kind}/{key} does not match this request ({shown}); "
