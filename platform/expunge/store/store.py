@@ -86,7 +86,7 @@ class Artifact:
         try:
             data = self.store.fs.read_bytes(path)
         except FileNotFoundError:
-            raise CorruptArtifactError(f"artifact {self.name}: file {name} is missing") from None
+            raise CorruptArtifactError(f"artifact {self.name}: file {name} is missing; rerun with --rebuild to recompute it") from None
         if len(data) != info["bytes"] or hashlib.sha256(data).hexdigest() != info["sha256"]:
             raise CorruptArtifactError(f"artifact {self.name}: file {name} is corrupt (size or sha256 does not match "
                                 "its manifest); rerun with --rebuild to recompute it")
