@@ -17,6 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from expunge.errors import ConfigError, ExpungeError
 
 
+def safe_name(v: str) -> str:
+    """A name that becomes one path segment of the run directory: no separators, no '..'."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", v) or ".." in v:
+        raise ValueError("must be 1-100 characters of letters, digits, '_', '-', '.' (no path separators)")
+    return v
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -281,9 +288,7 @@ class SweepConfig(Section):
     @field_validator("name")
     @classmethod
     def _safe_sweep_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", v) or ".." in v:
-            raise ValueError("must be 1-100 characters of letters, digits, '_', '-', '.' (no path separators)")
-        return v
+        return safe_name(v)
 
     @field_validator("constraints")
     @classmethod
@@ -368,9 +373,7 @@ class ExperimentConfig(Section):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", v) or ".." in v:
-            raise ValueError("must be 1-100 characters of letters, digits, '_', '-', '.' (no path separators)")
-        return v
+        return safe_name(v)
 
     @field_validator("device")
     @classmethod
