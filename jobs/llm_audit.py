@@ -49,7 +49,7 @@ def run_llm_audit(target: str, data: str, out: str, *, fit: Sequence[str] = (), 
                   id_column: str | None = None, label_map: str | None = None, split: str | None = None,
                   chunk: str = "none", window: int = 256, max_samples: int | None = None,
                   max_length: int | None = None, prefix_tokens: int = 0, prompt: str | None = None,
-                  batch_tokens: int = 16384, n_boot: int = 1000, gamma: float = 2.0, n_levels: int = 1000,
+                  batch_tokens: int | None = None, n_boot: int = 1000, gamma: float = 2.0, n_levels: int = 1000,
                   k: float = 0.2, device: str = "auto", trust_remote_code: bool = False, use_ray: bool = False,
                   n_actors: int | None = None, seed: int = 0, rebuild: bool = False) -> dict[str, Any]:
     """Check every input, score, attack, evaluate and write the report; returns the tables and path."""
@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, help="truncate sequences to this many tokens")
     p.add_argument("--prefix-tokens", type=int, default=0, help="leading tokens excluded from every score")
     p.add_argument("--prompt", help="text prepended to every query and excluded from the scores")
-    p.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per scoring batch")
+    p.add_argument("--batch-tokens", type=int,
+                   help="padded tokens per scoring batch (default 16384 on a GPU, 4096 on a CPU)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap draws for the AUC intervals")
     p.add_argument("--gamma", type=float, default=2.0, help="RMIA's likelihood-ratio threshold")
     p.add_argument("--levels", type=int, default=1000, help="IAM interpolation levels J")

@@ -95,7 +95,7 @@ def run_llm_demo(overrides: list[str] | tuple[str, ...] = (), rebuild: bool = Fa
 
 
 def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
-    from expunge.llm.artifacts import KIND, save_lm
+    from expunge.llm.artifacts import KIND, hf_dir, save_lm
     from expunge.llm.audit import ModelRef, Scorer, audit_lm
     from expunge.llm.corpus import make_corpus
     from expunge.llm.data import text_set
@@ -173,7 +173,7 @@ def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
     if orig_art is not None and any(stored(k, {**orig_cfg, "checkpoint_step": s}) is None for s, k in ck_keys.items()):
         orig_art = None
     if orig_art is None:
-        model = copy.deepcopy(ref_model) if ref_model is not None else load_causal_lm(ref_art.path)[0]
+        model = copy.deepcopy(ref_model) if ref_model is not None else load_causal_lm(hf_dir(ref_art))[0]
         train_texts = corpus.docs + corpus.members * cfg.repeats
         log(f"fine-tuning the original model on the corpus + member canaries ({cfg.finetune_steps} steps, "
             f"{len(train_texts)} sequences; checkpoints at steps {ck_steps})")
@@ -195,8 +195,7 @@ def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
     # --- HF round trip: from_pretrained of the stored folder reproduces the saved logits ---
     diffs = []
     for art in (ref_art, orig_art):
-        art.verify()
-        m, _ = load_causal_lm(art.path)
+        m, _ = load_causal_lm(hf_dir(art))  # hash-checked, then from_pretrained
         diffs.append(float(np.abs(probe_logits(m) - art.read("probe_logits.npy")).max()))
     roundtrip = max(diffs)
     log(f"save_pretrained -> from_pretrained round trip: max |logit difference| = {roundtrip:.2e}")
@@ -215,7 +214,7 @@ def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
     if un_art is None:
         log(f"unlearning {len(forget)} canaries with {cfg.method} (lr {cfg.unlearn_lr}, {cfg.unlearn_epochs} epochs, "
             f"retain set {len(retain)} sequences){' on Ray' if use_ray else ''}")
-        res = unlearn_on_ray([{"model_path": orig_art.path, "forget": forget, "retain": retain,
+        res = unlearn_on_ray([{"model_path": hf_dir(orig_art), "forget": forget, "retain": retain,
                                "cfg": ucfg.model_dump(), "store_uri": cfg.out, "key": un_key, "replace": True,
                                "config_extra": {k: v for k, v in un_config.items() if k != "unlearn"}}],
                              use_ray=use_ray)[0]
@@ -228,9 +227,9 @@ def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
     # --- 5. audits ---
     t0 = time.perf_counter()
     scorer = Scorer(LogProbCache(store), use_ray=use_ray, n_actors=cfg.n_actors, log=log)
-    ref = ModelRef("reference", ref_art.path)
-    orig = ModelRef("original", orig_art.path)
-    unl = ModelRef(un_key, un_art.path)
+    ref = ModelRef("reference", hf_dir(ref_art))
+    orig = ModelRef("original", hf_dir(orig_art))
+    unl = ModelRef(un_key, hf_dir(un_art))
     canaries = corpus.members + corpus.nonmembers
     ids = [f"member-{i}" for i in range(len(corpus.members))] + [f"nonmember-{i}" for i in range(len(corpus.nonmembers))]
     population = text_set(corpus.population, ids=[f"pop-{i}" for i in range(len(corpus.population))],
@@ -245,7 +244,7 @@ def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
                          tasks=["member_vs_nonmember"], seed=cfg.seed)
         checkpoints = []
         if n_ck:
-            checkpoints = [(ref, 0.0)] + [(ModelRef(k, store.get(KIND, k).path), s / cfg.finetune_steps)
+            checkpoints = [(ref, 0.0)] + [(ModelRef(k, hf_dir(store.get(KIND, k))), s / cfg.finetune_steps)
                                           for s, k in ck_keys.items()] + [(orig, 1.0)]
         log(f"audit 2/2: the unlearned model (fit = original, reference = pre-trained model"
             f"{', ScoreUI over %d checkpoints' % len(checkpoints) if checkpoints else ''})")

@@ -1,8 +1,25 @@
 """expunge.llm: auditing (and unlearning) Hugging Face causal language models.
 
-First contents: loading a causal LM and its tokenizer from a local directory or (when online) the hub,
-with ``trust_remote_code`` off unless asked for, and a tiny byte-level GPT-2 built from config for
-tests and offline demos. Attacks and the per-token log-prob cache build on these.
+Modules (flat; none imports Ray at import time):
+
+* :mod:`~expunge.llm.models`: loading a causal LM from a directory or (online) the hub, with
+  ``trust_remote_code`` off unless asked; a tiny byte-level GPT-2 built from config, whose tokenizer
+  saves as a standard Hugging Face tokenizer; tokenizer / model fingerprints and checks.
+* :mod:`~expunge.llm.data`: labelled text datasets (member / unlearned / nonmember) through HF
+  ``datasets``, chunking into word or token windows, population sets.
+* :mod:`~expunge.llm.scoring`: one batched, length-sorted pass per (model, dataset) for per-token
+  log-probabilities and Min-K%++ moments, cached in memory and in the artifact store; the naive loop.
+* :mod:`~expunge.llm.attacks`: the attack registry (loss, zlib, lowercase, Min-K%, Min-K%++, ratio,
+  LiRA-On, RMIA-On, IAM-On), pure functions on arrays over :mod:`expunge.metrics`.
+* :mod:`~expunge.llm.evaluate`: AUC / TPR at low FPR / bootstrap CIs / ScoreUI tables and ROC plots.
+* :mod:`~expunge.llm.audit`: one audit (target, fit, reference models; which passes are needed).
+* :mod:`~expunge.llm.unlearn`: gradient ascent, gradient difference, NPO (optionally LoRA via peft).
+* :mod:`~expunge.llm.artifacts`: models in the artifact store via ``save_pretrained``.
+* :mod:`~expunge.llm.parallel`: Ray actors for scoring and Ray tasks for unlearning.
+* :mod:`~expunge.llm.corpus`, :mod:`~expunge.llm.train`: the embedded demo's corpus and training loop.
+
+Jobs: ``python -m expunge.jobs.llm_demo``, ``python -m expunge.jobs.llm_audit``,
+``python -m expunge.jobs.bench_llm``.
 """
 from expunge.llm.models import ByteTokenizer, load_causal_lm, tiny_gpt2
 

@@ -68,7 +68,7 @@ class ScorerActor:
             self.spec = spec
         return True
 
-    def score(self, ids: list[str], texts: list[str], settings: dict[str, Any], batch_tokens: int) -> dict[str, Any]:
+    def score(self, ids: list[str], texts: list[str], settings: dict[str, Any], batch_tokens: int | None) -> dict[str, Any]:
         from expunge.llm.scoring import token_logprobs
 
         s = token_logprobs(self.model, self.tokenizer, texts, ids, settings=ScoringSettings(**settings),
@@ -117,7 +117,7 @@ class RayScorer:
         self._get([a.load.remote(spec) for a in self.actors])
         self.spec = spec
 
-    def score(self, data: Any, settings: ScoringSettings | None = None, batch_tokens: int = 16384) -> TokenScores:
+    def score(self, data: Any, settings: ScoringSettings | None = None, batch_tokens: int | None = None) -> TokenScores:
         if self.spec is None:
             raise RuntimeError("RayScorer.score before load")
         settings = settings or ScoringSettings()

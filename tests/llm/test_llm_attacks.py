@@ -138,3 +138,14 @@ def test_registry_resolution():
         A.resolve_attacks(["iam_online"], {"lower", "reference"}, strict=True)
     with pytest.raises(ExpungeError, match="did you mean"):
         A.resolve_attacks(["minkp"], set(), strict=False)
+
+
+def test_minkpp_adapters_read_weighted_and_unweighted_moments():
+    offsets = np.array([0, 2])
+    logp = np.array([-1.0, -2.0], np.float32)
+    ts = TokenScores(["a"], offsets, logp, mu=np.array([-1.0, -1.0], np.float32), var=np.array([1.0, 1.0], np.float32),
+                     mu_u=np.array([0.0, 0.0], np.float32), var_u=np.array([4.0, 4.0], np.float32))
+    inp = A.AttackInputs(texts=["x"], target=ts)
+    # weighted: z = [0, -1] -> mean of all (k = 1) = -0.5; unweighted: z = [-0.5, -1] -> -0.75
+    assert A.ATTACKS.get("minkpp")(inp, k=1.0)[0] == pytest.approx(-0.5)
+    assert A.ATTACKS.get("minkpp_unweighted")(inp, k=1.0)[0] == pytest.approx(-0.75)

@@ -119,3 +119,14 @@ def test_align_merges_shards_by_id(tiny):
     np.testing.assert_array_equal(merged.offsets, whole.offsets)
     with pytest.raises(ExpungeError, match="missing"):
         a.align(whole.ids)
+
+
+def test_llm_core_imports_without_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys, expunge.llm.attacks, expunge.llm.audit, expunge.llm.unlearn, expunge.llm.parallel, "
+            "expunge.jobs.llm_audit, expunge.jobs.llm_demo; print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -119,7 +119,13 @@ def test_store_round_trip_through_save_and_from_pretrained(tiny, tmp_path):
     model, tok = tiny
     store = Store(str(tmp_path))
     art = save_lm(store, "m", model, tok, config={"note": "tiny"})
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(art.files())
+    folder = tmp_path / "llm_models" / "m"
+    # the folder is a Hugging Face model directory (tokenizer files may be links to hash-checked aliases)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors"} <= set(art.files())
+    for alias, real in (art.manifest.get("hf_aliases") or {}).items():
+        assert (folder / real).resolve() == (folder / alias).resolve() and alias in art.files()
     loaded, hf_tok = load_lm(store, "m", expect={"config": {"note": "tiny"}})
     text = "Round trip of a stored model."
     assert hf_tok(text)["input_ids"] == tok.encode(text)
@@ -130,9 +136,13 @@ def test_store_round_trip_through_save_and_from_pretrained(tiny, tmp_path):
         load_lm(store, "m", expect={"config": {"note": "other"}})
     with pytest.raises(ArtifactError, match="not in"):
         load_lm(store, "absent")
-    weights = tmp_path / "llm_models" / "m" / "model.safetensors"
-    raw = bytearray(weights.read_bytes())
-    raw[-3] ^= 0x01
-    weights.write_bytes(bytes(raw))
-    with pytest.raises(ArtifactError, match="corrupt"):
-        load_lm(store, "m")
+    for name in ("tokenizer.json", "model.safetensors"):  # a changed byte in either file is refused
+        target = (folder / name).resolve()
+        raw = bytearray(target.read_bytes())
+        raw[-3] ^= 0x01
+        target.write_bytes(bytes(raw))
+        with pytest.raises(ArtifactError, match="corrupt"):
+            load_lm(store, "m")
+        raw[-3] ^= 0x01
+        target.write_bytes(bytes(raw))
+    load_lm(store, "m")
