@@ -109,10 +109,12 @@ def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
 
     ucfg = make_config(method=cfg.method, lr=cfg.unlearn_lr, epochs=cfg.unlearn_epochs,
                        batch_size=cfg.unlearn_batch_size, beta=cfg.beta, lora=cfg.lora, seed=cfg.seed)
-    if cfg.n_embd % cfg.n_head:
-        from expunge.errors import ConfigError
+    from expunge.errors import ConfigError
+    from expunge.llm.unlearn import check_inputs
 
+    if cfg.n_embd % cfg.n_head:
         raise ConfigError(f"n_embd={cfg.n_embd} must be divisible by n_head={cfg.n_head}")
+    check_inputs(ucfg, ["x"], ["x"])  # e.g. lora=true without peft: refused before any training
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     store = Store(cfg.out)

@@ -52,7 +52,7 @@ LABEL_ALIASES: dict[str, str] = {
 Chunk = Literal["none", "words", "tokens"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TextSet:
     """Texts with unique string ids and (for query sets) canonical labels, in a fixed order."""
 

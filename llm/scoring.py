@@ -294,9 +294,11 @@ def _digest(obj: Any) -> str:
 
 def directory_fingerprint(path: str) -> str:
     """A cheap key for a model directory: a stored artifact's content hash, else the names, sizes and
-    modification times of its files."""
+    modification times of its files; for a hub id (no such directory), the id itself."""
     import os
 
+    if not os.path.isdir(path):
+        return hashlib.sha256(f"hub:{path}".encode()).hexdigest()
     manifest = os.path.join(path, "manifest.json")
     if os.path.isfile(manifest):
         with open(manifest) as f:
