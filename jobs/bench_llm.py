@@ -108,7 +108,7 @@ def run_bench_llm(n: int = 256, n_layer: int = 2, n_embd: int = 64, n_head: int 
     out: dict[str, Any] = {
         "model": name, "device": device, "n_params": n_params, "sequences": len(texts), "scored_tokens": scored,
         "naive_tokens_per_s": round(scored / tn, 1), "batched_tokens_per_s": round(scored / tb, 1),
-        "ratio": round(tn / tb, 2), "naive_s": round(tn, 4), "batched_s": round(tb, 4),
+        "ratio": round(tn / tb, 2), "naive_s": round(tn, 6), "batched_s": round(tb, 6),
         "max_abs_logp_diff": float(np.abs(a.logp - b.logp).max()),
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),

@@ -57,6 +57,6 @@ def test_bench_llm_tiny_reports_both_rates(capsys):
     res = json.loads(capsys.readouterr().out.splitlines()[0])
     assert res["sequences"] == 12 and res["scored_tokens"] > 12
     assert res["naive_tokens_per_s"] > 0 and res["batched_tokens_per_s"] > 0
-    assert res["ratio"] == pytest.approx(res["naive_s"] / res["batched_s"], rel=0.02)
+    assert res["ratio"] == pytest.approx(res["naive_s"] / res["batched_s"], rel=2e-3, abs=0.006)  # ratio rounded to 0.01
     assert res["max_abs_logp_diff"] < 1e-4  # both paths compute the same numbers
     assert "batched_fraction_of_peak" not in res  # only on CUDA
