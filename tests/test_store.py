@@ -182,3 +182,12 @@ def test_secrets_never_reach_a_manifest(tmp_path):
     assert "s3://***:***@bucket/runs" in text and '"lr": 0.1' in text
     assert store.get("models", "m", expect={"config": cfg}) is not None  # the same request still matches
     assert redact({"token": None, "x": ["a://u:p@h"]}) == {"token": None, "x": ["a://***:***@h"]}
+
+
+def test_redaction_spares_file_entries_and_numbers(tmp_path):
+    store = Store(str(tmp_path))
+    art = store.put("llm", "m", {"tokenizer.json": {"v": 1}, "a.npy": np.zeros(2)},
+                    config={"max_new_tokens": 50, "n_tokens": 7, "hf_token": "hf_SECRET"})
+    assert art.read("tokenizer.json") == {"v": 1}
+    got = store.get("llm", "m", verify=True).manifest
+    assert got["config"] == {"max_new_tokens": 50, "n_tokens": 7, "hf_token": "***"}

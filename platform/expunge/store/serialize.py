@@ -84,10 +84,10 @@ URI_CREDENTIALS = re.compile(r"(?<=://)[^/@\s:]+:[^/@\s]+@")
 
 
 def redact(obj: Any) -> Any:
-    """``obj`` with secrets replaced by ``"***"``: values under secret-looking keys and credentials
-    embedded in URIs. Manifests and reports go through this, so no token reaches the run directory."""
+    """``obj`` with secrets replaced by ``"***"``: string values under secret-looking keys and
+    credentials embedded in URIs (numbers such as ``max_new_tokens`` are not secrets). Manifests and reports go through this, so no token reaches the run directory."""
     if isinstance(obj, dict):
-        return {k: "***" if isinstance(k, str) and SECRET_KEY.search(k) and v not in (None, "") else redact(v)
+        return {k: "***" if isinstance(k, str) and isinstance(v, str) and v and SECRET_KEY.search(k) else redact(v)
                 for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [redact(v) for v in obj]

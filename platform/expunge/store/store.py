@@ -140,11 +140,11 @@ class Store:
         entries = {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in encoded.items()}
         content_hash = hashlib.sha256("".join(f"{n}:{e['sha256']};" for n, e in sorted(entries.items()))
                                       .encode()).hexdigest()
-        manifest = normalize(redact({
+        manifest = normalize({"files": entries, **redact({
             "kind": kind, "key": key, "config": config, "split_hash": split_hash, "seed": seed,
             "code_version": code_version or __version__, "expunge_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "files": entries, "content_hash": content_hash, **extra,
-        }))
+            "content_hash": content_hash, **extra,
+        })})  # file names are not secrets: tokenizer.json keeps its entry
         if not self.fs.atomic_dirs and replace:
             self.fs.rmtree(final)
         staging = self.fs.staging_dir(final)
