@@ -16,6 +16,8 @@ EXAMPLES = """examples:
   expunge fleet configs/experiments/digits.yaml fleet.kind=shadow fleet.size=16   # LiRA-style shadows
   expunge sweep configs/sweeps/cpu_finetune.yaml  # Ray Tune over CPU's delta, alpha, lambda vs retrain
   expunge report runs/digits                      # HTML report + Markdown summary of a run
+  expunge llm-demo                                # language models: canaries in a tiny GPT-2, unlearn, audit
+  expunge llm-audit --target DIR --fit DIR --reference DIR --data FILE --out DIR
   expunge info                                    # registered datasets, models, methods, metrics
   RAY_ADDRESS=127.0.0.1:6379 expunge run configs/experiments/digits.yaml   # on a running cluster
 """
@@ -95,6 +97,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for name in METRICS.names():
         m = METRICS.get(name)
         print(f"  {name:<12} {m.doc.splitlines()[0] if m.doc else ''} (reads: {', '.join(m.requires)})")
+    from expunge.llm.attacks import ATTACKS
+    from expunge.llm.unlearn import LLM_METHODS
+
+    print("language-model attacks (expunge llm-audit --attacks):")
+    for name, doc in ATTACKS.describe().items():
+        print(f"  {name:<18} {doc}")
+    print("language-model unlearning methods (expunge llm-demo method=...):")
+    for name, doc in LLM_METHODS.describe().items():
+        print(f"  {name:<18} {doc}")
     return 0
 
 
@@ -146,13 +157,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_args(sp)
     sp.set_defaults(fn=_cmd_report)
+    for name, (_, text) in FORWARDED.items():  # listed here; parsed by their jobs (see main)
+        sub.add_parser(name, help=text, description=text, add_help=False)
     add("info", _cmd_info, "list registered datasets, models, unlearning methods and metrics", config=False)
     return p
 
 
+#: commands whose arguments belong to their job's own parser (``expunge llm-audit --help`` shows them)
+FORWARDED = {
+    "llm-demo": ("expunge.jobs.llm_demo", "the language-model showcase: train a tiny GPT-2 with canaries, unlearn "
+                                          "half, audit every attack (no download; minutes on a CPU)"),
+    "llm-audit": ("expunge.jobs.llm_audit", "audit Hugging Face causal LMs: --target, --fit, --reference, --data "
+                                            "(loss, zlib, Min-K%%, Min-K%%++, ratio, LiRA / RMIA / IAM online)"),
+    "bench-llm": ("expunge.jobs.bench_llm", "tokens per second of the batched LM scorer against a one-at-a-time loop"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    import importlib
+
     from expunge.jobs.common import parse_with_overrides
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in FORWARDED:
+        return importlib.import_module(FORWARDED[argv[0]][0]).main(argv[1:])
     args = parse_with_overrides(build_parser(), argv)
     try:
         return args.fn(args)
