@@ -8,7 +8,8 @@ expunge's path in this process (the lent GPU machine has no Ray).
   images with per-sample torchvision transforms (random crop with padding, flip, ToTensor, Normalize).
 * **expunge**: the fleet path: data held as uint8 tensors on the device, batched augmentation on the
   device, the plain engine; members run as parallel Ray tasks (one CPU each, or ``--gpus-per-model``
-  of a GPU) when Ray is available.
+  of a GPU) when Ray is available; with ``--ensemble E`` each task trains E members together as one
+  batched ensemble (``expunge.train.ensemble``, ``fleet.ensemble`` in a config).
 
 Both train the same architecture on the same samples for the same epochs, batch size and optimizer.
 Prints models/hour for each, the ratio, and peak memory. Never a timed assertion: a report.
@@ -91,7 +92,25 @@ def expunge_member(mode: str, idx: np.ndarray, cfg: dict[str, Any], seed: int, d
     return time.perf_counter() - t0
 
 
-def run(mode: str, k: int, epochs: int, use_ray: bool, gpus_per_model: float, baseline_k: int | None) -> dict:
+def expunge_ensemble(mode: str, idx: np.ndarray, cfg: dict[str, Any], seeds: list[int], device: str) -> float:
+    """Several models on expunge's batched-ensemble path (what a fleet task runs with fleet.ensemble > 1)."""
+    from expunge.train.ensemble import train_ensemble
+
+    ds, model_name = _dataset(mode)
+    data = DeviceData(ds, device, channels_last=True)
+    models = []
+    for seed in seeds:
+        seed_everything(seed)
+        models.append(create_model(model_name, ds.num_classes, ds.in_shape).to(device))
+    t0 = time.perf_counter()
+    train_ensemble(models, data, [idx] * len(seeds), TrainConfig(**cfg), seeds)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def run(mode: str, k: int, epochs: int, use_ray: bool, gpus_per_model: float, baseline_k: int | None,
+        ensemble: int = 1) -> dict:
     ds, model_name = _dataset(mode)
     device = str(resolve_device("auto"))
     rng = np.random.default_rng(0)
@@ -103,21 +122,28 @@ def run(mode: str, k: int, epochs: int, use_ray: bool, gpus_per_model: float, ba
     for i in range(nb):
         baseline_member(ds, model_name, idx, cfg, i, device)
     base_s = time.perf_counter() - t0
-    calls = [{"mode": mode, "idx": idx, "cfg": cfg.model_dump(), "seed": i, "device": device} for i in range(k)]
+    if ensemble > 1:
+        fn = expunge_ensemble
+        calls = [{"mode": mode, "idx": idx, "cfg": cfg.model_dump(), "seeds": list(range(j, min(k, j + ensemble))),
+                  "device": device} for j in range(0, k, ensemble)]
+    else:
+        fn = expunge_member
+        calls = [{"mode": mode, "idx": idx, "cfg": cfg.model_dump(), "seed": i, "device": device} for i in range(k)]
     t0 = time.perf_counter()
     if use_ray:
         from expunge.distributed import init_ray, run_tasks
 
         init_ray()
-        run_tasks(expunge_member, calls, num_cpus=1, num_gpus=gpus_per_model if device != "cpu" else 0,
-                  desc="expunge fleet", unit="model")
+        run_tasks(fn, calls, num_cpus=1, num_gpus=gpus_per_model if device != "cpu" else 0,
+                  desc="expunge fleet", unit="task")
     else:
         for kw in calls:
-            expunge_member(**kw)
+            fn(**kw)
     fleet_s = time.perf_counter() - t0
     base_rate, fleet_rate = 3600 * nb / base_s, 3600 * k / fleet_s
     out = {"mode": mode, "device": device, "K": k, "baseline_models_timed": nb, "epochs": epochs,
-           "train_samples": len(idx), "ray": use_ray, "baseline_models_per_hour": round(base_rate, 1),
+           "train_samples": len(idx), "ray": use_ray, "ensemble": ensemble,
+           "baseline_models_per_hour": round(base_rate, 1),
            "expunge_models_per_hour": round(fleet_rate, 1), "ratio": round(fleet_rate / base_rate, 2),
            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if device.startswith("cuda"):
@@ -133,14 +159,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="epochs per model (cpu: 10; gpu: 5)")
     p.add_argument("--baseline-k", type=int, default=None, help="baseline models actually timed (default: K)")
     p.add_argument("--no-ray", action="store_true", help="expunge's path in this process, without Ray")
-    p.add_argument("--gpus-per-model", type=float, default=0.25)
+    p.add_argument("--gpus-per-model", type=float, default=0.25, help="GPU share of each task")
+    p.add_argument("--ensemble", type=int, default=1,
+                   help="models trained together per task as one batched (vmap) ensemble (default 1: one per task)")
     args = p.parse_args(argv)
+    if args.ensemble < 1:
+        p.error("--ensemble must be >= 1")
     ks = args.k or ([32] if args.mode == "cpu" else [8, 32, 128])
     epochs = args.epochs or (10 if args.mode == "cpu" else 5)
     for k in ks:
         if k < 1:
             p.error("--k must be >= 1")
-        res = run(args.mode, k, epochs, not args.no_ray, args.gpus_per_model, args.baseline_k)
+        res = run(args.mode, k, epochs, not args.no_ray, args.gpus_per_model, args.baseline_k, args.ensemble)
         print(json.dumps(res), flush=True)
         print(f"K={k}: baseline {res['baseline_models_per_hour']:.0f} models/h, expunge "
               f"{res['expunge_models_per_hour']:.0f} models/h, ratio {res['ratio']:.2f}x", flush=True)

@@ -217,9 +217,13 @@ class FleetConfig(Section):
     cpus_per_model: float = Field(1.0, gt=0)
     gpus_per_model: float = Field(0.0, ge=0)
     max_retries: int = Field(2, ge=0, le=100)
+    #: members trained together as one batched ensemble (torch.func vmap) per task; 1: one model per task
+    ensemble: int = Field(1, ge=1, le=256)
 
     @model_validator(mode="after")
     def _kind_needs(self) -> "FleetConfig":
+        if self.ensemble > 1 and self.kind == "unlearned":
+            raise ValueError("fleet.ensemble: only shadow and retrain fleets train as batched ensembles")
         if self.kind == "unlearned" and self.method is None:
             raise ValueError("fleet.method: an unlearned fleet needs a method (e.g. {name: salun})")
         if self.kind != "unlearned" and self.method is not None:
@@ -364,6 +368,9 @@ class ExperimentConfig(Section):
         if self.audit.shadows and self.data.sizes.shadow_pool == 0:
             raise ValueError("data.sizes.shadow_pool: shadow models need a shadow pool (set a fraction > 0)")
         f = self.fleet
+        if f.ensemble > 1 and (self.train.grad_clip or self.train.compile):
+            raise ValueError("fleet.ensemble: batched ensembles do not support train.grad_clip or train.compile "
+                             "(set fleet.ensemble=1)")
         pool_needed = (f.kind == "shadow" and (f.policy == "out_only" or "shadow_pool" in f.universe))
         if f.size and pool_needed and self.data.sizes.shadow_pool == 0:
             raise ValueError("data.sizes.shadow_pool: this shadow fleet draws on the shadow pool (set a fraction > 0"

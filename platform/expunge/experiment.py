@@ -179,12 +179,14 @@ class Experiment:
     # --- stages ------------------------------------------------------------------------------
     def trained(self, key: str, indices: np.ndarray, seed: int, config: dict[str, Any],
                 label: str, log_epochs: bool = False, extra_files: dict[str, Any] | None = None,
-                fit: Callable[[nn.Module], list[dict[str, Any]]] | None = None) -> Artifact:
+                fit: Callable[[nn.Module], list[dict[str, Any]]] | None = None,
+                run_time_s: float | None = None) -> Artifact:
         """A model trained from a seeded fresh init on ``indices`` with ``train`` (or the stored one).
 
         The manifest records the model and training config plus ``config`` (what makes this model
         what it is: its role, member index, ...); outputs are cached once, right after training.
-        ``fit`` replaces the in-process engine call (Ray Train fills the model from its checkpoint).
+        ``fit`` replaces the in-process engine call (Ray Train fills the model from its checkpoint; a
+        batched ensemble from its stacked weights, with its share of the time as ``run_time_s``).
         """
         expect = self.trained_expect(config, seed)
 
@@ -199,7 +201,7 @@ class Experiment:
             else:
                 history = train(model, self.data, indices, self.cfg.train, seed=seed,
                                 callback=self._epoch_logger(label, self.cfg.train.epochs) if log_epochs else None)
-            seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - t0 if run_time_s is None else run_time_s
             built["model"] = model
             files = {WEIGHTS: state_tensors(model), "history.json": history, "members.npy": np.asarray(indices)}
             return {**files, **(extra_files or {})}, {"run_time_s": seconds, "method": label}

@@ -38,6 +38,16 @@ def member_task(cfg: dict[str, Any], i: int, rebuild: bool) -> dict[str, Any]:
     return {"key": art.key, "run_time_s": art.manifest.get("run_time_s")}
 
 
+def ensemble_task(cfg: dict[str, Any], members: list[int], rebuild: bool) -> list[dict[str, Any]]:
+    """Ray task body: train (or reuse) several members together as one batched ensemble."""
+    from expunge.fleet.members import train_members_batched
+
+    for i in members:
+        _maybe_die(i)
+    ex = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild, verbose=False)
+    return [{"key": a.key, "run_time_s": a.manifest.get("run_time_s")} for a in train_members_batched(ex, members)]
+
+
 def run_fleet(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
     from expunge.fleet.members import check_members, fleet_name, member_key, write_membership
 
@@ -51,9 +61,21 @@ def run_fleet(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     check_members(ex)
     log(f"fleet {fleet_name(ex)}: {f.size} models of {cfg.model.name} on {cfg.data.dataset} "
         f"({f.cpus_per_model:g} CPU, {f.gpus_per_model:g} GPU each)")
-    results = run_tasks(member_task, [{"cfg": cfg.model_dump(), "i": i, "rebuild": rebuild} for i in range(f.size)],
-                        num_cpus=f.cpus_per_model, num_gpus=f.gpus_per_model, max_retries=f.max_retries,
-                        desc=f"fleet {fleet_name(ex)}", unit="model", use_ray=use_ray)
+    if f.ensemble > 1:  # E members per task, one batched step for all of them
+        from expunge.fleet.members import batched_groups
+        from expunge.train.ensemble import check_ensemble
+
+        check_ensemble(cfg.train)
+        groups = batched_groups(ex, list(range(f.size)))
+        done = run_tasks(ensemble_task, [{"cfg": cfg.model_dump(), "members": g, "rebuild": rebuild} for g in groups],
+                         num_cpus=f.cpus_per_model, num_gpus=f.gpus_per_model, max_retries=f.max_retries,
+                         desc=f"fleet {fleet_name(ex)} (ensembles of {f.ensemble})", unit="ensemble", use_ray=use_ray)
+        by_member = {i: r for g, rs in zip(groups, done) for i, r in zip(g, rs)}
+        results = [by_member[i] for i in range(f.size)]
+    else:
+        results = run_tasks(member_task, [{"cfg": cfg.model_dump(), "i": i, "rebuild": rebuild} for i in range(f.size)],
+                            num_cpus=f.cpus_per_model, num_gpus=f.gpus_per_model, max_retries=f.max_retries,
+                            desc=f"fleet {fleet_name(ex)}", unit="model", use_ray=use_ray)
     art = write_membership(ex)
     log(f"fleet membership: {art.path}/membership.npy")
     if f.kind == "unlearned":  # with a retrain fleet of the same size, the challenge's per-example epsilon

@@ -58,7 +58,9 @@ def member_config(ex: Experiment, i: int) -> dict[str, Any]:
     f = ex.cfg.fleet
     return {"role": f"fleet-{f.kind}", "policy": f.policy if f.kind == "shadow" else None,
             "universe": f.universe if f.kind == "shadow" and f.policy == "balanced" else None,
-            "fraction": f.fraction if f.kind == "shadow" and f.policy == "out_only" else None, "member": i}
+            "fraction": f.fraction if f.kind == "shadow" and f.policy == "out_only" else None, "member": i,
+            # batched members equal sequential ones only up to float reassociation: never mix the two
+            "batched": f.ensemble > 1}
 
 
 def train_member(ex: Experiment, i: int) -> Artifact:
@@ -70,6 +72,53 @@ def train_member(ex: Experiment, i: int) -> Artifact:
     original = ex.trained(f"fleet-original/{i:04d}", ex.plan.train, seed, {"role": "fleet-original", "member": i},
                           "fleet-original")
     return ex.unlearn(f.method, original=original, key=member_key(ex, i), seed=seed)
+
+
+def train_members_batched(ex: Experiment, members: list[int]) -> list[Artifact]:
+    """Train (or reuse) ``members`` together as one batched ensemble (:mod:`expunge.train.ensemble`);
+    each is stored as its own artifact, exactly as :func:`train_member` stores it."""
+    import time
+
+    from expunge.train.engine import seed_everything
+    from expunge.train.ensemble import train_ensemble
+
+    todo = [i for i in members if ex.rebuild or not ex.store.exists("models", member_key(ex, i))]
+    trained: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    seconds = 0.0
+    if todo:
+        models = []
+        for i in todo:  # the same seeded initialisation Experiment.trained gives a member
+            seed_everything(member_seed(ex, i))
+            models.append(ex.model_factory().to(ex.device))
+        t0 = time.perf_counter()
+        histories = train_ensemble(models, ex.data, [member_indices(ex, i) for i in todo], ex.cfg.train,
+                                   [member_seed(ex, i) for i in todo])
+        seconds = (time.perf_counter() - t0) / len(todo)
+        trained = {i: (m.state_dict(), h) for i, m, h in zip(todo, models, histories)}
+
+    def fit_from(i: int):
+        def fit(model):
+            model.load_state_dict(trained[i][0])
+            return trained[i][1]
+        return fit
+
+    arts = []
+    for i in members:
+        f = ex.cfg.fleet
+        arts.append(ex.trained(member_key(ex, i), member_indices(ex, i), member_seed(ex, i), member_config(ex, i),
+                               f"fleet-{f.kind}", fit=fit_from(i) if i in trained else None,
+                               run_time_s=seconds if i in trained else None))
+    return arts
+
+
+def batched_groups(ex: Experiment, members: list[int]) -> list[list[int]]:
+    """Members in ensembles of ``fleet.ensemble``, each of one training-set size (a batched step
+    stacks one batch per member)."""
+    by_size: dict[int, list[int]] = {}
+    for i in members:
+        by_size.setdefault(len(member_indices(ex, i)), []).append(i)
+    size = ex.cfg.fleet.ensemble
+    return [group[j:j + size] for group in by_size.values() for j in range(0, len(group), size)]
 
 
 def check_members(ex: Experiment) -> None:
