@@ -167,13 +167,17 @@ def _state_check(tune_root: str, state: dict[str, Any], rebuild: bool) -> None:
     tmp.replace(marker)
 
 
-def best_yaml(cfg: ExperimentConfig, storage: str, row: pd.Series, fixed: dict[str, Any], what: str) -> str:
-    """A ready-to-run experiment: the sweep's experiment with ``unlearn.methods`` = [retrain, best]."""
+def best_yaml(cfg: ExperimentConfig, storage: str, row: pd.Series, fixed: dict[str, Any], what: str,
+              metrics: list[str]) -> str:
+    """A ready-to-run experiment: the sweep's experiment with ``unlearn.methods`` = [retrain, best],
+    audited with the metrics the sweep scored (so the re-run reports the same columns)."""
     params = {**fixed, **{k.removeprefix("param."): _plain(v) for k, v in row.items()
                           if k.startswith("param.") and not _missing(v)}}
     data = cfg.model_dump(mode="json", exclude={"sweep"})
     data["storage"] = storage
     data["unlearn"] = {"methods": [{"name": "retrain"}, {"name": row["method"], "params": params}]}
+    data["audit"]["metrics"] = metrics
+    data["audit"]["params"] = {k: v for k, v in data["audit"]["params"].items() if k in metrics}
     head = (f"# best trial of sweep {cfg.sweep.name} by {what} = {float(row[what]):.6g} "
             f"(trial {row['trial_id']}); reproduce with `expunge run` on this file, or\n"
             f"# `expunge unlearn --config` on it, which reuses the stored original and retrained models\n")
@@ -276,7 +280,7 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
             continue
         row = cand.loc[cand[what].idxmin() if mode == "min" else cand[what].idxmax()]
         name = f"best_{slug(what)}.yaml"
-        files[name] = best_yaml(cfg, user_storage, row, fixed[row["method"]], what)
+        files[name] = best_yaml(cfg, user_storage, row, fixed[row["method"]], what, metrics)
         bests[what] = {"file": name, "method": row["method"], "trial_id": row["trial_id"], "value": float(row[what])}
     leaderboard = _leaderboard(table, ok, sweep.mode)
     files["leaderboard.csv"] = leaderboard
