@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--population", help="unlabelled population set for RMIA-On")
     p.add_argument("--checkpoint", action="append", default=[], metavar="PATH[@FRACTION]",
                    help="training checkpoint for ScoreUI (repeatable)")
-    p.add_argument("--out", required=True, help="output directory (an artifact store)")
+    p.add_argument("--out", default="runs/llm", help="output directory, an artifact store (default: runs/llm)")
     p.add_argument("--name", default="audit", help="report name under <out>/llm_audit/")
     p.add_argument("--attacks", help="comma-separated attack names (default: every attack whose inputs exist)")
     p.add_argument("--text-column", default="text")
