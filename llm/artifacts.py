@@ -6,14 +6,6 @@
 read and the manifest records the config that produced it. The stored folder is itself a Hugging
 Face model directory: :func:`load_lm` verifies the hashes and calls ``from_pretrained`` on it.
 
-File names the store's manifest would redact: the store replaces manifest values under
-secret-looking keys ("token", "secret", ...) with "***", and a file's manifest entry is keyed by its
-name, so ``tokenizer.json`` / ``tokenizer_config.json`` would lose their hashes (and become
-unreadable). Such files are stored under a neutral alias (``alias-<hex of the name>.<ext>``, the
-mapping in the manifest's ``hf_aliases``) and exposed under their real names by symbolic links in the
-artifact folder, so the folder still loads with ``from_pretrained`` and every byte is hash-checked
-through the alias. If the store stops redacting file entries, no alias is used.
-
 The store re-encodes files by extension (``.safetensors`` and ``.json`` are decoded here and encoded
 again by the store), so the whole model passes through memory once; fine for the sizes this project
 trains, worth a pass-through in the store for multi-GB checkpoints.
@@ -29,41 +21,13 @@ import torch
 
 from expunge.errors import ArtifactError
 from expunge.llm.models import load_causal_lm
-from expunge.store.fs import LocalFS
 
 KIND = "llm_models"
-ALIASES = "hf_aliases"
-
-
-def _redacted_by_store(name: str) -> bool:
-    """Whether the store would redact a manifest file entry named ``name``."""
-    try:
-        from expunge.store.serialize import redact
-    except ImportError:
-        return False
-    entry = {"sha256": "0", "bytes": 0}
-    return redact({"files": {name: entry}})["files"][name] != entry
-
-
-def _alias(name: str) -> str:
-    stem, dot, ext = name.rpartition(".")
-    stem, ext = (stem, ext) if dot else (name, "bin")
-    return f"alias-{stem.encode().hex()}.{ext}"
 
 
 def hf_dir(art: Any) -> str:
-    """The artifact's local folder as a Hugging Face model directory: links the real file names to
-    their aliases (if any), after checking every file's hash."""
-    import os
-
+    """The artifact's local folder as a Hugging Face model directory, after checking every file's hash."""
     art.verify()
-    for alias, real in (art.manifest.get(ALIASES) or {}).items():
-        link = os.path.join(art.path, real)
-        if not os.path.lexists(link):
-            try:
-                os.symlink(alias, link)
-            except FileExistsError:  # a concurrent reader linked it first
-                pass
     return art.path
 
 
@@ -95,14 +59,9 @@ def save_lm(store: Any, key: str, model: torch.nn.Module, tokenizer: Any = None,
         if tokenizer is not None:
             tokenizer.save_pretrained(d)
         files = {**_read_saved(d), **(extra_files or {})}
-    aliases = {_alias(n): n for n in files if _redacted_by_store(n)}
-    files = {next((a for a, r in aliases.items() if r == n), n): v for n, v in files.items()}
     n_params = sum(p.numel() for p in model.parameters())
-    art = store.put(KIND, key, files, config=config, replace=replace, n_params=n_params,
-                    architecture=type(model).__name__, **({ALIASES: aliases} if aliases else {}), **extra)
-    if aliases and isinstance(store.fs, LocalFS):
-        hf_dir(art)
-    return art
+    return store.put(KIND, key, files, config=config, replace=replace, n_params=n_params,
+                     architecture=type(model).__name__, **extra)
 
 
 def load_lm(store: Any, key: str, *, device: str = "cpu", dtype: torch.dtype | None = None,
