@@ -69,8 +69,7 @@ def dry_run(args: argparse.Namespace, *cfgs: ExperimentConfig) -> bool:
         return False
     from expunge.jobs.plan import print_plan
 
-    for cfg in cfgs:
-        print_plan(cfg)
+    print_plan(*cfgs)
     return True
 
 

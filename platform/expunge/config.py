@@ -24,6 +24,13 @@ def safe_name(v: str) -> str:
     return v
 
 
+def names_to_dicts(v: Any) -> Any:
+    """YAML shorthand: a bare method name in a list means ``{name: <it>}``."""
+    if isinstance(v, list):
+        return [{"name": m} if isinstance(m, str) else m for m in v]
+    return v
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -140,11 +147,7 @@ class UnlearnConfig(Section):
     @field_validator("methods", mode="before")
     @classmethod
     def _names_to_specs(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = [v]
-        if isinstance(v, list):
-            return [{"name": m} if isinstance(m, str) else m for m in v]
-        return v
+        return names_to_dicts([v] if isinstance(v, str) else v)
 
     @field_validator("methods")
     @classmethod
@@ -285,9 +288,7 @@ class SweepConfig(Section):
     @field_validator("methods", mode="before")
     @classmethod
     def _names_to_methods(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [{"name": m} if isinstance(m, str) else m for m in v]
-        return v
+        return names_to_dicts(v)
 
     @field_validator("name")
     @classmethod

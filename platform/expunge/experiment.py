@@ -145,7 +145,7 @@ class Experiment:
             method.check(plan, method.parse_config(spec.params))
         self._check_conformal_sizes()
         if self.cfg.model.weights is not None:
-            self._imported_weights()  # unreadable, pickled or ill-fitting weights: refused before compute
+            self.imported_weights  # unreadable, pickled or ill-fitting weights: refused before compute
         if self.rebuild:
             return
         original = self.store.get("models", "original", expect=self.original_expect(), verify=True)
@@ -223,23 +223,23 @@ class Experiment:
     def _original_role(self) -> dict[str, Any]:
         if self.cfg.model.weights is None:
             return {"role": "original"}
-        return {"role": "original", "imported_sha256": self._imported_weights()[1]}
+        return {"role": "original", "imported_sha256": self.imported_weights[1]}
 
-    def _imported_weights(self) -> tuple[dict[str, torch.Tensor], str]:
-        """The user's original weights, checked against the configured model (read once)."""
-        if not hasattr(self, "_imported"):
-            path = self.cfg.model.weights
-            state = read_weights(path)
-            load_into(self.model_factory(), state, path, self.dataset.num_classes)
-            self._imported = (state, file_sha256(path))
-        return self._imported
+    @cached_property
+    def imported_weights(self) -> tuple[dict[str, torch.Tensor], str]:
+        """The user's original weights (``model.weights``), checked against the configured model, and
+        the file's sha256."""
+        path = self.cfg.model.weights
+        state = read_weights(path)
+        load_into(self.model_factory(), state, path, self.dataset.num_classes)
+        return state, file_sha256(path)
 
     def original(self, fit: Callable[[nn.Module], list[dict[str, Any]]] | None = None) -> Artifact:
         """Train the original model on the train split (or reuse the stored one); with
         ``model.weights`` the user's trained model is imported instead (it must have been trained on
         this config's train split for the audit to mean anything)."""
         if self.cfg.model.weights is not None:
-            state, _ = self._imported_weights()
+            state, _ = self.imported_weights
 
             def imported(model: nn.Module) -> list[dict[str, Any]]:
                 model.load_state_dict(state)

@@ -9,7 +9,7 @@ metric (``{rmia: {gamma: 1.5, signal: taylor}}``).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,7 @@ from torch import nn
 from expunge.audit.relearn import pru_relearn_test, relearn_convergence_delay
 from expunge.experiment import Experiment, log
 from expunge.fleet.members import audit_shadow_keys
-from expunge.metrics import METRICS, AuditInputs
+from expunge.metrics import METRICS, AuditInputs, Outputs
 
 GAP_METRICS = ("UA", "RA", "TA", "MIA_efficacy")
 PERCENT = {"UA", "RA", "TA", "forget_class_TA"}
@@ -76,24 +76,43 @@ def add_gaps(table: pd.DataFrame, reference: dict[str, float]) -> pd.DataFrame:
     return table
 
 
-def audit_models(ex: Experiment, model_keys: list[str]) -> dict[str, Any]:
-    """Audit ``model_keys`` (which must be in the store); returns and stores the tables."""
-    cfg = ex.cfg.audit
+def reference_inputs(ex: Experiment) -> Callable[[dict[str, Outputs]], AuditInputs]:
+    """Reads the original's and the audit shadows' cached outputs (and the shadows' members) once;
+    returns ``target outputs -> AuditInputs``. The audit stage, the sweep's reference rows and every
+    sweep trial audit against these same references."""
     original = ex.outputs("original")
     keys = audit_shadow_keys(ex)
     shadows = [ex.outputs(k) for k in keys]
     members = [ex.store.get("models", k).read("members.npy") for k in keys]
+    return lambda target: AuditInputs(target, original, shadows, ex.plan.forget_class, members)
+
+
+def audit_values(ex: Experiment, inputs: AuditInputs, metrics: list[str], model: Callable[[], nn.Module]
+                 ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, Any] | None]:
+    """:func:`metric_values` plus, when ``relearn`` is listed, the relearning attack on ``model()``
+    (loaded only then); returns values, per-sample scores and the relearning curve."""
+    values, per_sample = metric_values(inputs, [m for m in metrics if m != "relearn"], ex.cfg.audit.params)
+    curve = None
+    if "relearn" in metrics:
+        relearn, curve = relearn_summary(ex, model())
+        values.update(relearn)
+    return values, per_sample, curve
+
+
+def audit_models(ex: Experiment, model_keys: list[str]) -> dict[str, Any]:
+    """Audit ``model_keys`` (which must be in the store); returns and stores the tables."""
+    cfg = ex.cfg.audit
+    inputs_for = reference_inputs(ex)
     rows: list[dict[str, Any]] = []
     per_sample: dict[str, np.ndarray] = {}
     curves: dict[str, Any] = {}
     for key in model_keys:
         method = ex.store.get("models", key).manifest.get("method", key)
-        inputs = AuditInputs(ex.outputs(key), original, shadows, ex.plan.forget_class, members)
-        values, samples = metric_values(inputs, [m for m in cfg.metrics if m != "relearn"], cfg.params)
+        values, samples, curve = audit_values(ex, inputs_for(ex.outputs(key)), cfg.metrics,
+                                              lambda: ex.load_model(key))
         per_sample.update({f"{key}__{name}.npy": v for name, v in samples.items()})
-        if "relearn" in cfg.metrics:
-            relearn, curves[key] = relearn_summary(ex, ex.load_model(key))
-            values.update(relearn)
+        if curve is not None:
+            curves[key] = curve
         rows += [{"model": key, "method": method, "metric": m, "value": float(v)} for m, v in values.items()]
         if ex.verbose:
             log(f"audit: {method} done")

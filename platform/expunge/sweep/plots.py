@@ -2,33 +2,20 @@
 the Pareto scatter of the first two Pareto columns."""
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from expunge.config import SweepConfig
+from expunge.report.figures import to_png
 
 STATUS_STYLE = {"completed": ("o", None), "stopped": ("x", 0.5), "diverged": ("^", 0.5), "error": ("s", 0.3)}
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def sweep_figures(table: pd.DataFrame, spaces: dict[str, dict[str, Any]], sweep: SweepConfig) -> dict[str, bytes]:
     """``objective_<method>.png`` (one panel per hyperparameter; log axis for loguniform ones;
     early-stopped trials drawn faint, at their last reported value) and ``pareto.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out: dict[str, bytes] = {}
     if "objective" not in table:
         return out
@@ -37,7 +24,8 @@ def sweep_figures(table: pd.DataFrame, spaces: dict[str, dict[str, Any]], sweep:
         dims = [d for d in space if f"param.{d}" in rows]
         if rows.empty or not dims:
             continue
-        fig, axes = plt.subplots(1, len(dims), figsize=(3.2 * len(dims), 3), squeeze=False)
+        fig = Figure(figsize=(3.2 * len(dims), 3))
+        axes = fig.subplots(1, len(dims), squeeze=False)
         for ax, dim in zip(axes[0], dims):
             for status, (marker, alpha) in STATUS_STYLE.items():
                 part = rows[rows["status"] == status]
@@ -51,12 +39,13 @@ def sweep_figures(table: pd.DataFrame, spaces: dict[str, dict[str, Any]], sweep:
             ax.set_ylabel(str(sweep.objective))
         axes[0][0].legend(fontsize=7)
         fig.suptitle(f"{method}: {sweep.objective} ({sweep.mode}) per hyperparameter")
-        out[f"objective_{method.replace('+', '_plus_')}.png"] = _png(fig)
+        out[f"objective_{method.replace('+', '_plus_')}.png"] = to_png(fig)
     if len(sweep.pareto) >= 2:
         x, y = list(sweep.pareto)[:2]
         done = table[(table["status"] == "completed") & table[x].notna() & table[y].notna()]
         if len(done):
-            fig, ax = plt.subplots(figsize=(4.5, 3.5))
+            fig = Figure(figsize=(4.5, 3.5))
+            ax = fig.subplots()
             for method, part in done.groupby("method"):
                 ax.scatter(part[x], part[y], label=method, alpha=0.7)
             front = done[done["pareto"]].sort_values(x)
@@ -64,5 +53,5 @@ def sweep_figures(table: pd.DataFrame, spaces: dict[str, dict[str, Any]], sweep:
             ax.set_xlabel(f"{x} ({sweep.pareto[x]})")
             ax.set_ylabel(f"{y} ({sweep.pareto[y]})")
             ax.legend(fontsize=7)
-            out["pareto.png"] = _png(fig)
+            out["pareto.png"] = to_png(fig)
     return out

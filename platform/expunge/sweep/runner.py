@@ -18,12 +18,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from expunge.audit.stage import metric_values, relearn_summary
+from expunge.audit.stage import audit_values, reference_inputs
 from expunge.config import ExperimentConfig, MethodSpec, SweepConfig, SweepMethod, join_uri
 from expunge.errors import ConfigError, ExpungeError
 from expunge.experiment import Experiment, log, short_hash
-from expunge.fleet.members import audit_shadow_config, audit_shadow_keys
-from expunge.metrics import AuditInputs
+from expunge.fleet.members import audit_shadow_config
 from expunge.store.store import diff
 from expunge.sweep.objective import Constraint, check_columns, pareto_front, trial_row
 from expunge.sweep.space import method_space, to_tune
@@ -90,16 +89,10 @@ def search_algorithm(sweep: SweepConfig, seed: int):
 def _reference_rows(ex: Experiment, metrics: list[str]) -> tuple[dict[str, float], dict[str, float]]:
     """The retrained model's and the original's rows (leaderboard units): what every trial is scored
     against, computed once with the same metric functions the trials use."""
-    original = ex.outputs("original")
-    keys = audit_shadow_keys(ex)
-    shadows = [ex.outputs(k) for k in keys]
-    members = [ex.store.get("models", k).read("members.npy") for k in keys]
+    inputs_for = reference_inputs(ex)
     rows = []
     for key in (ex.unlearned_key(MethodSpec(name="retrain")), "original"):
-        inputs = AuditInputs(ex.outputs(key), original, shadows, ex.plan.forget_class, members)
-        values, _ = metric_values(inputs, [m for m in metrics if m != "relearn"], ex.cfg.audit.params)
-        if "relearn" in metrics:
-            values.update(relearn_summary(ex, ex.load_model(key))[0])
+        values, _, _ = audit_values(ex, inputs_for(ex.outputs(key)), metrics, lambda: ex.load_model(key))
         row = trial_row(values, {}, {})
         row["RTE_s"] = float(ex.store.get("models", key).manifest.get("run_time_s", math.nan))
         rows.append(row)

@@ -15,11 +15,9 @@ from typing import Any, Callable
 
 from torch import nn
 
-from expunge.audit.stage import metric_values, relearn_summary
+from expunge.audit.stage import audit_values, reference_inputs
 from expunge.config import ExperimentConfig, MethodSpec
 from expunge.experiment import Experiment
-from expunge.fleet.members import audit_shadow_keys
-from expunge.metrics import AuditInputs
 from expunge.sweep.objective import INFEASIBLE_PENALTY, Constraint, score, trial_row
 
 
@@ -44,24 +42,17 @@ class TrialScorer:
     def __init__(self, ex: Experiment, metrics: list[str], reference: dict[str, float], original: dict[str, float],
                  sweep: dict[str, Any]) -> None:
         self.ex = ex
-        self.metrics = [m for m in metrics if m != "relearn"]
-        self.relearn = "relearn" in metrics
+        self.metrics = list(metrics)
         self.reference, self.original_row = reference, original
         self.objective, self.mode = sweep["objective"], sweep["mode"]
         self.constraints = [Constraint.parse(c) for c in sweep["constraints"]]
-        self.original = ex.outputs("original")
-        keys = audit_shadow_keys(ex)
-        self.shadows = [ex.outputs(k) for k in keys]
-        self.members = [ex.store.get("models", k).read("members.npy") for k in keys]
+        self.inputs_for = reference_inputs(ex)
         self.seconds = 0.0  # audit time, kept out of the method's RTE
 
     def __call__(self, model: nn.Module, final: bool = False) -> dict[str, float]:
         t0 = time.perf_counter()
-        inputs = AuditInputs(self.ex.outputs_of(model), self.original, self.shadows, self.ex.plan.forget_class,
-                             self.members)
-        values, _ = metric_values(inputs, self.metrics, self.ex.cfg.audit.params)
-        if final and self.relearn:
-            values.update(relearn_summary(self.ex, model)[0])
+        metrics = self.metrics if final else [m for m in self.metrics if m != "relearn"]  # relearn: final only
+        values, _, _ = audit_values(self.ex, self.inputs_for(self.ex.outputs_of(model)), metrics, lambda: model)
         self.seconds += time.perf_counter() - t0
         return trial_row(values, self.reference, self.original_row)
 
