@@ -58,6 +58,16 @@ class DataConfig(Section):
     options: dict[str, Any] = Field(default_factory=dict)
     forget: str = "random:0.1"
     sizes: SizesConfig = Field(default_factory=SizesConfig)
+    #: symmetric label noise on the whole pool (expunge.data.noise), e.g. 0.1 with ``forget: mislabeled``
+    label_noise: float = Field(0.0, ge=0, lt=1)
+    #: seed of the corruption; independent of the split seed, so every seed sees the same noisy data
+    label_noise_seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _mislabeled_needs_noise(self) -> "DataConfig":
+        if self.forget == "mislabeled" and self.label_noise == 0:
+            raise ValueError("data.forget: mislabeled forgets the corrupted samples; set data.label_noise > 0")
+        return self
 
     @field_validator("dataset")
     @classmethod
@@ -339,6 +349,8 @@ class ExperimentConfig(Section):
 
     name: str = "experiment"
     seed: int = Field(0, ge=0)
+    #: repeated trials: run the experiment once per seed (split and initialisation), see per_seed_configs
+    seeds: list[int] | None = None
     #: run directory root: a local path or a pyarrow/fsspec URI (s3://, gs://, file://)
     storage: str = "runs"
     device: str = "auto"
@@ -383,6 +395,19 @@ class ExperimentConfig(Section):
     def _safe_name(cls, v: str) -> str:
         return safe_name(v)
 
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("give at least one seed, or leave seeds out")
+        if any(s < 0 for s in v):
+            raise ValueError(f"seeds must be >= 0, got {v}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
+
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
@@ -393,6 +418,20 @@ class ExperimentConfig(Section):
     @property
     def run_dir(self) -> str:
         return join_uri(self.storage, self.name)
+
+    def per_seed_configs(self) -> list["ExperimentConfig"]:
+        """One config per seed of ``seeds`` (or ``[self]`` without it).
+
+        Seed ``s`` runs in ``<storage>/<name>/seed-<s>`` with ``seed = s``: the split plan, every
+        model's initialisation and every method's randomness derive from it. The runs share the
+        loaded dataset (and so its fingerprint and, with ``data.label_noise``, the corrupted labels,
+        which have their own seed); nothing stored depends on two seeds at once, and the
+        cross-seed summary lives in ``<storage>/<name>/``.
+        """
+        if self.seeds is None:
+            return [self]
+        return [self.model_copy(update={"seed": s, "seeds": None, "storage": self.run_dir, "name": f"seed-{s}"})
+                for s in self.seeds]
 
 
 def _metric_requires(name: str) -> tuple[str, ...]:

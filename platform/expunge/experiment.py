@@ -24,6 +24,8 @@ from torch import nn
 
 from expunge.config import ExperimentConfig, MethodSpec
 from expunge.data import DeviceData, ImageDataset, SplitPlan, SplitSizes, load_dataset
+from expunge.data.noise import with_label_noise
+from expunge.data.splits import SETS
 from expunge.errors import ArtifactError, CorruptArtifactError, StaleArtifactError
 from expunge.metrics import Outputs
 from expunge.models import create_model
@@ -35,9 +37,9 @@ from expunge.unlearn import METHODS, UnlearnContext, UnlearnResult, unlearn
 from expunge.versions import code_version
 
 #: sets whose logits are cached for every model
-AUDIT_SETS = ("forget", "retain", "test", "calibration", "population", "shadow_pool")
+AUDIT_SETS = ("forget", "retain", "test", "calibration", "population", "shadow_pool", "forget_heldout")
 #: sets queried with augmented views when ``audit.augmented_views`` > 0 (LiRA's BinUI sets)
-AUGMENTED_SETS = ("forget", "retain", "test")
+AUGMENTED_SETS = ("forget", "retain", "test", "forget_heldout")
 WEIGHTS = "weights.safetensors"
 
 
@@ -67,7 +69,8 @@ class Experiment:
     @cached_property
     def dataset(self) -> ImageDataset:
         d = self.cfg.data
-        return load_dataset(d.dataset, root=d.root, **d.options)
+        return with_label_noise(load_dataset(d.dataset, root=d.root, **d.options), d.label_noise,
+                                d.label_noise_seed)
 
     @cached_property
     def device(self) -> torch.device:
@@ -80,15 +83,14 @@ class Experiment:
     @cached_property
     def plan(self) -> SplitPlan:
         art = self._fetch("split", "plan", self._split_expect(), self._build_split)
-        plan = SplitPlan.from_arrays(art.read("plan.json"), {k: art.read(f"{k}.npy") for k in
-                                                              ("train", "test", "calibration", "population",
-                                                               "shadow_pool", "forget", "retain")})
+        plan = SplitPlan.from_arrays(art.read("plan.json"), {k: art.read(f"{k}.npy") for k in SETS})
         plan.check_dataset(self.dataset)
         return plan
 
     def _split_expect(self) -> dict[str, Any]:
         d = self.cfg.data
         return {"config": {"dataset": d.dataset, "options": d.options, "forget": d.forget,
+                           "label_noise": d.label_noise, "label_noise_seed": d.label_noise_seed,
                            "sizes": d.sizes.model_dump(), "fingerprint": self.dataset.fingerprint},
                 "seed": self.cfg.seed, "code_version": code_version("split")}
 

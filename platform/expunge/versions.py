@@ -10,10 +10,10 @@ that changes no stage keeps every run reusable.
 from __future__ import annotations
 
 STAGE_VERSIONS: dict[str, int] = {
-    "split": 1,     # SplitPlan.create
+    "split": 2,     # SplitPlan.create (2: forget_heldout, mislabeled)
     "train": 1,     # train/engine.py (originals, retrains, shadows, fleet members)
     "unlearn": 1,   # unlearn/ (the shared loop and every method)
-    "outputs": 1,   # per-sample logits on the audit sets
+    "outputs": 2,   # per-sample logits on the audit sets (2: forget_heldout)
     "fleet": 1,     # membership matrices
 }
 

@@ -35,6 +35,9 @@ class ImageDataset:
     #: default augmentation for training (random crop padding in pixels, horizontal flip)
     crop_pad: int = 0
     flip: bool = False
+    #: positions whose label was corrupted (:func:`expunge.data.noise.with_label_noise`), and the true labels
+    noisy: np.ndarray | None = None
+    clean_labels: torch.Tensor | None = None
     _fingerprint: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +59,10 @@ class ImageDataset:
             self.is_test = np.asarray(self.is_test, dtype=bool)
             if self.is_test.shape != (len(self),):
                 raise DataError(f"dataset {self.name}: is_test has the wrong length")
+        if self.noisy is not None:
+            self.noisy = np.asarray(self.noisy, dtype=bool)
+            if self.noisy.shape != (len(self),):
+                raise DataError(f"dataset {self.name}: the label-noise mask has the wrong length")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -75,6 +82,9 @@ class ImageDataset:
             h.update(self.labels.numpy().astype("<i8").tobytes())
             if self.is_test is not None:
                 h.update(np.packbits(self.is_test).tobytes())
+            if self.noisy is not None:
+                h.update(b"noisy")
+                h.update(np.packbits(self.noisy).tobytes())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 

@@ -6,14 +6,21 @@ From (dataset fingerprint, seed, forget spec, sizes) the plan derives, as positi
 * ``calibration`` - held out for conformal metrics (CR, MIACR), never trained on;
 * ``population`` - held out reference samples for RMIA, never trained on;
 * ``shadow_pool`` - samples only shadow models train on (IAM's OUT-only shadows);
-* ``train`` - what the original model trains on, split into ``forget`` and ``retain``.
+* ``train`` - what the original model trains on, split into ``forget`` and ``retain``;
+* ``forget_heldout`` - held-out non-members drawn the way the forget set was drawn, for a fair
+  forget-vs-held-out audit: for ``mislabeled`` the corrupted held-out samples (moved out of test,
+  calibration and population, which then hold clean labels only), for ``class``/``class_percentage``
+  the test samples of the forgotten class (they also stay in ``test``); empty for ``random`` and
+  ``indices``, whose forget sets are drawn like ``test`` itself.
 
 When the source has an official test part (CIFAR), ``test``, ``calibration`` and ``population`` are
 carved from it (as the CPU reference code carves its 2,000 calibration samples from CIFAR's test
 set) and ``shadow_pool`` from the official train part; otherwise everything is carved from the pool.
 
 Forget specs: ``random:<fraction or count>``, ``class:<c>``, ``class_percentage:<c>:<ratio>``,
-``indices:<file>`` (a ``.npy`` or whitespace-separated ``.txt`` of dataset positions, all in train).
+``indices:<file>`` (a ``.npy`` or whitespace-separated ``.txt`` of dataset positions, all in train),
+``mislabeled`` (every training sample whose label ``data.label_noise`` corrupted; see
+:mod:`expunge.data.noise`).
 
 ``plan.hash`` covers the dataset fingerprint, seed, spec, sizes and every index, so a stage given a
 plan other than the one its inputs were built on refuses to run (:meth:`SplitPlan.require`).
@@ -30,7 +37,7 @@ import numpy as np
 from expunge.data.base import ImageDataset
 from expunge.errors import ArtifactError, DataError
 
-SETS = ("train", "test", "calibration", "population", "shadow_pool", "forget", "retain")
+SETS = ("train", "test", "calibration", "population", "shadow_pool", "forget", "retain", "forget_heldout")
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,10 @@ class ForgetSpec:
                 if not 0.0 < r <= 1.0:
                     raise DataError(f"forget spec {spec!r}: ratio must be in (0, 1], got {r}")
                 return ForgetSpec("class_percentage", r, cls=int(c))
+            if kind == "mislabeled":
+                if rest:
+                    raise ValueError("mislabeled takes no value; set the noise rate with data.label_noise")
+                return ForgetSpec("mislabeled")
             if kind == "indices":
                 if not rest:
                     raise ValueError("no file")
@@ -77,7 +88,7 @@ class ForgetSpec:
         except ValueError as exc:
             raise DataError(f"forget spec {spec!r} is malformed ({exc})") from None
         raise DataError(f"forget spec {spec!r}: unknown kind {kind!r} (allowed: random:<fraction|count>, "
-                        "class:<c>, class_percentage:<c>:<ratio>, indices:<file>)")
+                        "class:<c>, class_percentage:<c>:<ratio>, indices:<file>, mislabeled)")
 
     def __str__(self) -> str:
         if self.kind == "random":
@@ -86,6 +97,8 @@ class ForgetSpec:
             return f"class:{self.cls}"
         if self.kind == "class_percentage":
             return f"class_percentage:{self.cls}:{self.value}"
+        if self.kind == "mislabeled":
+            return "mislabeled"
         return f"indices:{self.value}"
 
 
@@ -185,6 +198,13 @@ class SplitPlan:
             cuts = np.cumsum(counts)
             test, calibration, population, shadow_pool = (perm[a:b] for a, b in zip([0, *cuts[:-1]], cuts))
             train = perm[cuts[-1]:]
+        forget_heldout = np.zeros(0, dtype=np.int64)
+        if spec.kind == "mislabeled":
+            if dataset.noisy is None:
+                raise DataError("forget spec mislabeled needs corrupted labels: set data.label_noise > 0")
+            noisy = dataset.noisy
+            forget_heldout = np.concatenate([s[noisy[s]] for s in (test, calibration, population)])
+            test, calibration, population = (s[~noisy[s]] for s in (test, calibration, population))
         if len(test) == 0 or len(train) < 2:
             raise DataError(f"split sizes {sizes.__dict__} leave {len(train)} train and {len(test)} test samples")
         train = np.sort(train)
@@ -192,9 +212,11 @@ class SplitPlan:
         retain = np.setdiff1d(train, forget, assume_unique=True)
         if len(retain) == 0:
             raise DataError(f"forget spec {forget_spec!r} leaves an empty retain set")
+        if spec.kind in ("class", "class_percentage"):
+            forget_heldout = test[dataset.labels.numpy()[test] == spec.cls]
         indices = {"train": train, "test": np.sort(test), "calibration": np.sort(calibration),
                    "population": np.sort(population), "shadow_pool": np.sort(shadow_pool),
-                   "forget": np.sort(forget), "retain": retain}
+                   "forget": np.sort(forget), "retain": retain, "forget_heldout": np.sort(forget_heldout)}
         return cls(dataset.name, dataset.fingerprint, int(seed), str(spec), sizes, dataset.num_classes,
                    indices, forget_class=spec.cls)
 
@@ -215,6 +237,8 @@ class SplitPlan:
             ratio = 1.0 if spec.kind == "class" else float(spec.value)
             k = int(round(ratio * len(members)))
             forget = rng.choice(members, size=k, replace=False) if k < len(members) else members
+        elif spec.kind == "mislabeled":
+            forget = train[dataset.noisy[train]]
         else:
             forget = _read_indices(str(spec.value))
             if forget.min(initial=0) < 0 or forget.max(initial=0) >= len(dataset):

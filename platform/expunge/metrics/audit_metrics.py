@@ -25,7 +25,7 @@ from expunge.metrics.miacr import miacr
 from expunge.metrics.signals import logit_scaled_confidence, softmax, taylor_soft_margin, true_class_prob
 from expunge.metrics.svc_mia import FEATURES, svc_mia_efficacy
 
-BINUI_SETS = ("retain", "forget", "test")
+BINUI_SETS = ("retain", "forget", "test", "forget_heldout")
 
 
 def _sig(o: Outputs, kind: str) -> np.ndarray:
@@ -46,21 +46,31 @@ def _stack_views(models: list[dict[str, Outputs]], sets: tuple[str, ...]) -> np.
 
 def _binui(prefix: str, online: np.ndarray, offline: np.ndarray, n: dict[str, int],
            n_boot: int = 200) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Split scores over retain|forget|test and report both protocols, names prefixed by the attack:
-    AUC, TPR at FPR and TNR at FNR in {0.1, 0.01, 0.001}, balanced accuracy, and a class-balanced
-    bootstrap 95% interval of the BinUI AUC (``n_boot`` resamples; 0 turns it off)."""
-    r, f = n["retain"], n["forget"]
-    s_r, s_f, s_t = online[:r], online[r:r + f], online[r + f:]
+    """Split scores over retain|forget|test|forget_heldout and report both protocols, names prefixed
+    by the attack: AUC, TPR at FPR and TNR at FNR in {0.1, 0.01, 0.001}, balanced accuracy, and a
+    class-balanced bootstrap 95% interval of the BinUI AUC (``n_boot`` resamples; 0 turns it off).
+
+    ``forget_vs_test_auc`` compares forget samples with the whole test split; ``forget_vs_heldout_auc``
+    with the held-out samples drawn the way the forget set was (the plan's ``forget_heldout``: the
+    corrupted held-out samples for ``mislabeled``, the forgotten class's test samples for class
+    forgetting; the test split itself for random forgetting), the comparison at which a retrained
+    model scores 0.5."""
+    r, f, t = n["retain"], n["forget"], n["test"]
+    s_r, s_f = online[:r], online[r:r + f]
+    s_t = online[r + f:r + f + t]
     binui = binary_report(np.concatenate([s_r, s_f]), np.r_[np.ones(r, bool), np.zeros(f, bool)])
-    o_f, o_t = offline[r:r + f], offline[r + f:]
+    o_f, o_t, o_h = offline[r:r + f], offline[r + f:r + f + t], offline[r + f + t:]
     fvt = binary_report(np.concatenate([o_f, o_t]), np.r_[np.ones(f, bool), np.zeros(len(o_t), bool)])
+    held = o_h if len(o_h) else o_t
+    fvh = binary_report(np.concatenate([o_f, held]), np.r_[np.ones(f, bool), np.zeros(len(held), bool)])
     labels = np.r_[np.ones(r, bool), np.zeros(f, bool)]
     ci = bootstrap_ci(np.concatenate([s_r, s_f]), labels, n_boot=n_boot, seed=0) if n_boot else {}
     summary = {**{f"binui_{k}": v for k, v in binui.items() if k not in ("n_pos", "n_neg")},
                "binui_auc_ci_low": ci.get("low", np.nan), "binui_auc_ci_high": ci.get("high", np.nan),
                "forget_vs_test_auc": fvt["auc"], "forget_vs_test_tpr@fpr=0.01": fvt["tpr@fpr=0.01"],
-               "forget_score_mean": float(np.mean(s_f))}
-    per = {"forget": s_f, "retain": s_r, "test": s_t, "offline_forget": o_f, "offline_test": o_t}
+               "forget_vs_heldout_auc": fvh["auc"], "forget_score_mean": float(np.mean(s_f))}
+    per = {"forget": s_f, "retain": s_r, "test": s_t, "offline_forget": o_f, "offline_test": o_t,
+           "offline_forget_heldout": o_h}
     return ({f"{prefix}_{k}": v for k, v in summary.items()}, {f"{prefix}_{k}": v for k, v in per.items()})
 
 

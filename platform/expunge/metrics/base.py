@@ -49,6 +49,16 @@ class AuditInputs:
     #: dataset positions each shadow trained on (IAM-Off's anchor reads their own training samples)
     shadow_members: list[np.ndarray] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # outputs made without the optional ``forget_heldout`` set (e.g. by hand) read as an empty set
+        for outputs in [self.target, self.original, *self.shadows]:
+            if outputs is not None and "forget_heldout" not in outputs and "forget" in outputs:
+                c = outputs["forget"].logits.shape[1]
+                views = outputs["forget"].aug_logits
+                outputs["forget_heldout"] = Outputs(
+                    np.zeros((0, c), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                    None if views is None else np.zeros((views.shape[0], 0, c), np.float32))
+
 
 @dataclass
 class MetricResult:
