@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Callable
 
 from expunge.config import ExperimentConfig, load_config
-from expunge.errors import ExpungeError
+from expunge.errors import ConfigError, ExpungeError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -19,10 +20,14 @@ def add_common_args(p: argparse.ArgumentParser, config_required: bool = True) ->
 
 
 def add_runtime_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or embedded Ray)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address, host:port (default: $RAY_ADDRESS, else a private embedded Ray on "
+                        "127.0.0.1, never a cluster left in Ray's address file)")
     p.add_argument("--local", action="store_true", help="run in this process without Ray")
     p.add_argument("--rebuild", action="store_true",
                    help="recompute artifacts that are corrupt or do not match this config (never silently)")
+    p.add_argument("--seeds", default=None, metavar="S,S,...",
+                   help="repeat the experiment per seed (split and initialisation), e.g. 0,1,2; same as seeds=[0,1,2]")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the config and print the stages it would run; read no data, compute nothing")
 
@@ -35,6 +40,10 @@ def parse_with_overrides(p: argparse.ArgumentParser, argv: list[str] | None) -> 
         p.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = [*getattr(args, "overrides", []), *extra]
+    if getattr(args, "seeds", None):
+        if not re.fullmatch(r"\d+(,\d+)*", args.seeds):
+            p.error(f"--seeds {args.seeds!r}: give comma-separated non-negative integers, e.g. 0,1,2")
+        args.overrides = [*getattr(args, "overrides", []), f"seeds=[{args.seeds}]"]
     return args
 
 
@@ -51,6 +60,14 @@ def find_config(path: str) -> str:
 
 def load(args: argparse.Namespace) -> ExperimentConfig:
     return load_config(find_config(args.config) if args.config else None, args.overrides)
+
+
+def single_seed(cfg: ExperimentConfig, command: str) -> ExperimentConfig:
+    """Stages other than the whole pipeline run one seed: refuse ``seeds`` there, before any compute."""
+    if cfg.seeds is not None:
+        raise ConfigError(f"seeds: `{command}` runs one seed (seed={cfg.seed}); repeated trials run the whole "
+                          "experiment: expunge run CONFIG --seeds ...")
+    return cfg
 
 
 def start_ray(args: argparse.Namespace) -> bool:
@@ -96,6 +113,8 @@ def config_job(name: str, doc: str | None, run: Callable[..., object]) -> Callab
         add_common_args(p)
         args = parse_with_overrides(p, argv)
         cfg = load(args)  # validated before Ray starts
+        if name != "pipeline":
+            single_seed(cfg, f"python -m expunge.jobs.{name}")
         if not dry_run(args, cfg):
             run(cfg, args.rebuild, start_ray(args))
         return 0

@@ -1,7 +1,10 @@
 """The whole experiment: split -> original -> fleet -> each unlearning method -> audit -> report.
 
 ``python -m expunge.jobs.pipeline --config configs/experiments/digits.yaml [key=value ...]``. Every
-stage reads the store first and skips what is already there with a matching manifest.
+stage reads the store first and skips what is already there with a matching manifest. With
+``seeds: [0, 1, 2]`` (or ``--seeds 0,1,2``) the experiment runs once per seed, each in its own run
+directory ``<run>/seed-<s>``, and ``<run>/seeds/summary`` holds mean ± std per metric and per gap to
+retrain and paired comparisons of the methods across seeds (:mod:`expunge.audit.seeds`).
 """
 from __future__ import annotations
 
@@ -31,6 +34,62 @@ def unlearn_task(cfg: dict[str, Any], spec: dict[str, Any], rebuild: bool) -> di
 
 def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True,
                  print_table: bool = True) -> dict[str, Any]:
+    """One experiment end to end; with ``cfg.seeds``, once per seed plus the cross-seed summary."""
+    if cfg.seeds is not None:
+        return run_seeds(cfg, rebuild, use_ray, print_table)
+    return run_single(cfg, rebuild, use_ray, print_table)
+
+
+def run_seeds(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True,
+              print_table: bool = True) -> dict[str, Any]:
+    """:func:`run_single` for every seed (all configs checked first), then :func:`write_seed_summary`."""
+    per_seed = cfg.per_seed_configs()
+    for c in per_seed:  # refuse inapplicable methods or stale artifacts of any seed before computing
+        Experiment(c, rebuild=rebuild, verbose=False).preflight(c.unlearn.methods)
+    runs = {}
+    for c in per_seed:
+        log(f"seed {c.seed} ({len(runs) + 1} of {len(per_seed)})")
+        runs[c.seed] = run_single(c, rebuild, use_ray, print_table=False)
+    summary = write_seed_summary(cfg, {s: r["table"] for s, r in runs.items()})
+    if print_table:
+        print(summary["shown"].to_string(index=False), flush=True)
+    log(f"per-seed run directories: {', '.join(r['run_dir'] for r in runs.values())}")
+    log(f"seed summary: {summary['path']}")
+    return {"table": summary["summary"], "runs": runs, **summary}
+
+
+#: columns compared in pairs across seeds (lower gap = closer to retraining)
+SEED_COMPARED = ("avg_gap", "gap_UA", "gap_TA", "gap_MIA_efficacy")
+#: the summary's printed columns (every column's mean and std are in summary.csv)
+SEED_SHOWN = ("UA", "RA", "TA", "MIA_efficacy", "lira_forget_vs_heldout_auc", "rmia_forget_vs_heldout_auc",
+              "iam_forget_vs_heldout_auc", "iam_binui_auc", "avg_gap", "RTE_s")
+
+
+def write_seed_summary(cfg: ExperimentConfig, tables: dict[int, pd.DataFrame]) -> dict[str, Any]:
+    """Mean ± std of every leaderboard column and paired comparisons on :data:`SEED_COMPARED`,
+    stored as ``<run>/seeds/summary`` (CSV, parquet and Markdown)."""
+    from expunge.audit.seeds import format_mean_std, paired_comparison, seed_summary
+    from expunge.store import Store
+
+    summary = seed_summary(tables)
+    pairs = pd.concat([paired_comparison(tables, c) for c in SEED_COMPARED
+                       if all(c in t.columns for t in tables.values())], ignore_index=True)
+    shown_cols = [c for c in SEED_SHOWN if f"{c}_mean" in summary.columns]
+    shown = format_mean_std(summary, shown_cols)
+    seeds = sorted(tables)
+    text = "\n".join([f"# `{cfg.name}` over seeds {', '.join(map(str, seeds))}", "",
+                      "Mean ± sample std over seeds (UA, RA, TA, MIA-efficacy in percent).", "",
+                      markdown_table(shown), "", "## Paired comparisons across seeds", "",
+                      "wins_a: seeds on which a is closer to retrain than b; mean_diff = a - b with a "
+                      "paired bootstrap 95% interval over seeds.", "", markdown_table(pairs.round(4)), ""])
+    art = Store(cfg.run_dir).put("seeds", "summary", {
+        "summary.csv": summary, "summary.parquet": summary, "paired.csv": pairs, "paired.parquet": pairs,
+        "summary.md": text}, config={"seeds": seeds, "compared": list(SEED_COMPARED)}, replace=True)
+    return {"summary": summary, "paired": pairs, "shown": shown, "path": art.path}
+
+
+def run_single(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True,
+               print_table: bool = True) -> dict[str, Any]:
     from expunge.distributed import run_tasks
 
     ex = Experiment(cfg, rebuild=rebuild)
@@ -52,7 +111,8 @@ def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = T
         with timed("shadows"):
             run_fleet(audit_shadow_config(cfg), rebuild, use_ray)
     with timed("audit"):
-        audit = audit_models(ex, ["original", *[r["key"] for r in results]])
+        labels = {r["key"]: s.label for r, s in zip(results, cfg.unlearn.methods) if s.label}
+        audit = audit_models(ex, ["original", *[r["key"] for r in results]], labels)
     table = audit["leaderboard"]
     report = write_summary(ex, table)
     html = write_report(ex.store.uri)["html"]

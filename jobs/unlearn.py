@@ -13,7 +13,8 @@ from typing import Any
 from expunge.config import ExperimentConfig, load_config, parse_overrides
 from expunge.errors import ConfigError
 from expunge.experiment import Experiment, log
-from expunge.jobs.common import add_runtime_args, dry_run, find_config, main_wrapper, parse_with_overrides, start_ray
+from expunge.jobs.common import (add_runtime_args, dry_run, find_config, main_wrapper, parse_with_overrides,
+                                 single_seed, start_ray)
 from expunge.jobs.pipeline import run_pipeline
 
 DEFAULT_CONFIG = "experiments/digits.yaml"
@@ -33,7 +34,7 @@ def unlearn_config(config: str | None, method: str | None, forget: str | None, o
             rest.append(item)
     if forget is not None:
         rest.append(f"data.forget={forget}")
-    base = load_config(find_config(config or DEFAULT_CONFIG), rest)
+    base = single_seed(load_config(find_config(config or DEFAULT_CONFIG), rest), "expunge unlearn")
     if method is None:
         if method_params:
             raise ConfigError("method.<param>=value needs --method NAME")

@@ -149,6 +149,8 @@ class TrainConfig(Section):
 class MethodSpec(Section):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+    #: the leaderboard's name for this row (default: ``name``), e.g. "salun (tuned)"; not part of any identity
+    label: str | None = Field(None, min_length=1, max_length=60)
 
 
 class UnlearnConfig(Section):

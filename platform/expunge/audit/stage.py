@@ -53,8 +53,9 @@ def metric_values(inputs: AuditInputs, metrics: list[str], params: dict[str, dic
 
 
 def is_percent(column: str) -> bool:
-    """Accuracies and MIA-efficacy are reported as percentages, as the unlearning literature does."""
-    return column in PERCENT or column.startswith("MIA_efficacy")
+    """Accuracies (the relearning attack's ``relearn_acc@k`` included) and MIA-efficacy are reported
+    as percentages, as the unlearning literature does, so every accuracy column has one unit."""
+    return column in PERCENT or column.startswith(("MIA_efficacy", "relearn_acc@"))
 
 
 def to_percent(table: pd.DataFrame) -> pd.DataFrame:
@@ -99,15 +100,18 @@ def audit_values(ex: Experiment, inputs: AuditInputs, metrics: list[str], model:
     return values, per_sample, curve
 
 
-def audit_models(ex: Experiment, model_keys: list[str]) -> dict[str, Any]:
-    """Audit ``model_keys`` (which must be in the store); returns and stores the tables."""
+def audit_models(ex: Experiment, model_keys: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """Audit ``model_keys`` (which must be in the store); returns and stores the tables.
+
+    ``labels`` names rows in the ``method`` column (default: the method that made the model)."""
+    model_keys = list(dict.fromkeys(model_keys))  # one row per model, even if two specs made the same one
     cfg = ex.cfg.audit
     inputs_for = reference_inputs(ex)
     rows: list[dict[str, Any]] = []
     per_sample: dict[str, np.ndarray] = {}
     curves: dict[str, Any] = {}
     for key in model_keys:
-        method = ex.store.get("models", key).manifest.get("method", key)
+        method = (labels or {}).get(key) or ex.store.get("models", key).manifest.get("method", key)
         values, samples, curve = audit_values(ex, inputs_for(ex.outputs(key)), cfg.metrics,
                                               lambda: ex.load_model(key))
         per_sample.update({f"{key}__{name}.npy": v for name, v in samples.items()})

@@ -59,6 +59,26 @@ def coverage_ratio(probs: np.ndarray, labels: np.ndarray, qhat: float) -> dict[s
     return {"coverage": cov, "size": size, "CR": cov / size if size > 0 else 0.0}
 
 
+def fake_unlearning(probs: np.ndarray, labels: np.ndarray, qhat: float) -> dict[str, float]:
+    """"Fake unlearning" (Shi, Liu & Wang 2025, Sec. 3): forget samples the model misclassifies, so
+    accuracy counts them as forgotten, while their true label is still inside the conformal set
+    C(x), so the knowledge is still there.
+
+    ``fake_unlearned`` = #{i : argmax_k p_k(x_i) != y_i and y_i in C(x_i)}; ``fake_unlearned_rate`` =
+    that count over the number of misclassified samples (NaN when none is misclassified).
+
+    >>> p = np.array([[0.6, 0.4], [0.9, 0.1], [0.2, 0.8]])
+    >>> fake_unlearning(p, np.array([1, 1, 1]), qhat=0.7)  # sets {0, 1}, {0}, {1}
+    {'fake_unlearned': 1.0, 'fake_unlearned_rate': 0.5}
+    """
+    probs = np.asarray(probs)
+    labels = np.asarray(labels)
+    wrong = probs.argmax(axis=1) != labels
+    in_set = prediction_sets(probs, qhat)[np.arange(len(labels)), labels]
+    fake = int((wrong & in_set).sum())
+    return {"fake_unlearned": float(fake), "fake_unlearned_rate": fake / int(wrong.sum()) if wrong.any() else float("nan")}
+
+
 def cr_random(cal: tuple[np.ndarray, np.ndarray], sets: dict[str, tuple[np.ndarray, np.ndarray]],
               alpha: float) -> dict[str, float]:
     """Random (data-wise) forgetting: one q_hat from the calibration split; coverage, size and CR on
@@ -68,6 +88,8 @@ def cr_random(cal: tuple[np.ndarray, np.ndarray], sets: dict[str, tuple[np.ndarr
     for name, (probs, labels) in sets.items():
         for k, v in coverage_ratio(probs, labels, qhat).items():
             out[f"{k}_{name}"] = v
+    if "forget" in sets:
+        out.update(fake_unlearning(*sets["forget"], qhat))
     return out
 
 
@@ -91,4 +113,5 @@ def cr_class(cal: tuple[np.ndarray, np.ndarray], forget_class: int, train_forget
                             ("test", test_retain, q1)):
         for k, v in coverage_ratio(p, y, q).items():
             out[f"{k}_{name}"] = v
+    out.update(fake_unlearning(*train_forget, q2))
     return out
