@@ -17,7 +17,7 @@ import numpy as np
 
 from expunge.metrics.base import AuditInputs, MetricResult, Outputs, register_metric
 from expunge.metrics.iam import iam_offline, iam_online
-from expunge.metrics.lira import lira_offline, lira_online_with_reference
+from expunge.metrics.lira import lira_offline, lira_online_with_reference, uses_global_variance
 from expunge.metrics.rmia import rmia_offline, rmia_online
 from expunge.metrics.roc import binary_report, bootstrap_ci
 from expunge.metrics.conformal import cr_class, cr_random
@@ -89,11 +89,22 @@ def svc_mia(inputs: AuditInputs, seed: int = 0) -> MetricResult:
 
 
 @register_metric("lira", requires=("target", "original", "shadows"))
-def lira(inputs: AuditInputs, global_variance: bool = False) -> MetricResult:
+def lira(inputs: AuditInputs, global_variance: bool | None = None,
+         test: str = "monotone") -> MetricResult:
     """LiRA (Carlini et al. 2022): online (original as IN) for BinUI, offline for forget vs test; AUCs.
+
+    ``global_variance``: None (auto, default) uses LiRA's fixed global variance when the audit has
+    fewer than ``PER_SAMPLE_VARIANCE_MIN_MODELS`` = 64 shadows (the LiRA paper's threshold) and
+    per-sample variances from 64 on; true / false force either (``audit.params={lira:
+    {global_variance: false}}``). The mode used is reported as ``lira_variance_global`` (1 / 0).
+    ``test``: the online score, "monotone" (default: LiRA's log-likelihood ratio held constant where
+    it would fall with rising confidence, so a forgotten class far below both Gaussians never looks
+    like a member) or "likelihood_ratio" (the raw two-Gaussian ratio); see
+    :mod:`expunge.metrics.lira`. The offline score is LiRA's one-sided test.
 
     With ``audit.augmented_views`` > 0 every model is queried on the same seeded augmented views and
     the per-view likelihoods are averaged (LiRA's augmented queries)."""
+    use_global = uses_global_variance(global_variance, len(inputs.shadows))
     sets = BINUI_SETS
     views = _stack_views([inputs.target, inputs.original, *inputs.shadows], sets)
     if views is not None:  # augmented queries: per-view Gaussians, log-likelihoods averaged over views
@@ -101,16 +112,22 @@ def lira(inputs: AuditInputs, global_variance: bool = False) -> MetricResult:
     else:
         target, original = _stack([inputs.target], sets, "logit")[0], _stack([inputs.original], sets, "logit")
         shadows = _stack(inputs.shadows, sets, "logit")
-    online = lira_online_with_reference(target, original, shadows, global_variance=global_variance)
-    offline = lira_offline(target, shadows, global_variance=global_variance)
-    return MetricResult(*reversed(_binui("lira", online, offline, _sizes(inputs))))
+    online = lira_online_with_reference(target, original, shadows, global_variance=use_global, test=test)
+    offline = lira_offline(target, shadows, global_variance=use_global)
+    summary, per = _binui("lira", online, offline, _sizes(inputs))
+    summary["lira_variance_global"] = float(use_global)
+    return MetricResult(per, summary)
 
 
 @register_metric("rmia", requires=("target", "original", "shadows"))
-def rmia(inputs: AuditInputs, gamma: float = 2.0, a: float = 0.3, signal: str = "prob", m: float = 0.6,
-         n: int = 4, temperature: float = 1.0) -> MetricResult:
+def rmia(inputs: AuditInputs, gamma: float = 2.0, gamma_online: float = 1.0, a: float = 0.3,
+         signal: str = "prob", m: float = 0.6, n: int = 4, temperature: float = 1.0) -> MetricResult:
     """RMIA (Zarifzadeh et al. 2024) on the population split: online BinUI, offline forget vs test.
 
+    ``gamma``: the offline (forget vs test) threshold, 2 as in the reference code; ``gamma_online``:
+    the online (BinUI) threshold, 1 (with γ = 2 the online score collapses for targets near the
+    original, see :func:`expunge.metrics.rmia.rmia_online`). The online references are the original
+    (IN for the queries, OUT for the population) and the shadows, the same models for x and z.
     ``signal``: "prob" (p_y) or "taylor" (the Taylor soft-margin signal with m, n, temperature);
     ``a`` scales the offline approximation of the IN mean."""
     if signal not in ("prob", "taylor"):
@@ -127,7 +144,8 @@ def rmia(inputs: AuditInputs, gamma: float = 2.0, a: float = 0.3, signal: str = 
     sets, pop = BINUI_SETS, ("population",)
     tx, tz = stack([inputs.target], sets)[0], stack([inputs.target], pop)[0]
     sx, sz = stack(inputs.shadows, sets), stack(inputs.shadows, pop)
-    online = rmia_online(tx, stack([inputs.original], sets), sx, tz, stack([inputs.original], pop), sz, gamma=gamma)
+    online = rmia_online(tx, stack([inputs.original], sets), sx, tz, stack([inputs.original], pop), sz,
+                         gamma=gamma_online)
     offline = rmia_offline(tx, sx, tz, sz, a=a, gamma=gamma)
     return MetricResult(*reversed(_binui("rmia", online, offline, _sizes(inputs))))
 

@@ -20,6 +20,44 @@ handled by counting the positive and negative population ratios separately (the 
 
 The reference's augmentation majority vote (18 views, ml_privacy_meter) is not included; the IAM
 port drops it too. Unlearning score = 1 − Score.
+
+Online threshold: γ = 1 (the reference code uses γ = 2 online and offline; ml_privacy_meter's current
+``modules/mia/attacks/rmia.py`` uses 1). In an unlearning audit the online references are the
+original θ_o (IN for every training query) and K OUT shadows, tiled so both sides weigh half, and the
+same models score the population z (the original is OUT for z: no model trains on the population).
+For a target at or near the original,
+
+    ratio(x) = p_θ(x) / ½(p_o(x) + p̄_sh(x)) < 2,    ratio(z) = p_θ(z) / ½(p_o(z) + p̄_sh(z)) ≈ 1,
+
+and for a sample the original generalises to (p_o(x) ≈ p̄_sh(x)) ratio(x) ≈ 1. With γ = 2 the test
+LR(x, z) > 2 then passes only for the population samples the target gets relatively wrong
+(ratio(z) < ratio(x)/2): the score measures the target's error profile on z, not x's membership. It
+is ~0 for everything (0.006 for the original's forget set in a digits audit) and, across checkpoints
+between a retrain and the original, falls as the target nears the original, which makes RMIA's
+ScoreUI correlation negative (−0.80 and −0.77 on 2 of 3 seeds in that audit). With γ = 1 the score
+is the population quantile of ratio(x), Score(x) = F̂_z(ratio(x)), which is uniform for a non-member
+x (exchangeable with the population under the same references) and rises with membership.
+
+Measured on the memorising benchmark of ``tests/metrics/test_audit_fixes.py`` (digits, 10% flipped
+training labels, an MLP fitting all of them, 4 shadows, checkpoints θ_t = (1 − t)·θ_retrain + t·θ_o,
+seeds 0-4), γ = 2 → γ = 1:
+
+* forget set of correctly labelled ("generalised") training samples: mean score of the original's
+  forget set 0.08-0.15 → 0.60-0.67 (retain 0.09-0.14 → 0.61-0.67: its BinUI AUC 0.47-0.51);
+  ScoreUI Spearman over the forget set −0.44, −0.67, −0.47, −0.30, −0.62 → 0.26, 0.27, 0.28, 0.31,
+  0.27; Spearman of the *test* (never-member) scores with t, which should be 0: −0.49 to −0.68 →
+  −0.04 to 0.04; retrain BinUI AUC 0.68-0.70 → 0.69-0.72. For the original, the medians of
+  ratio(x) and of ratio(z) are both 1.00 and only 8-15% of (x, z) pairs have LR > 2;
+* forget set of the flipped (memorised) samples: the original's forget score 0.66-0.72 → 1.00,
+  ScoreUI 0.81-0.90 → 0.80-0.90, test-score Spearman 0.69-0.82 → −0.07 to 0.07; retrain BinUI AUC
+  0.98-1.00 either way.
+
+Replacing the original in the population's references by the paper's offline estimate of the IN
+half, P(z) = (1 + a)/2 · mean_sh(z) + (1 − a)/2 (a = 0.3), was measured too and not adopted: at γ = 2
+it leaves the collapse (the original's generalised forget score 0.11-0.22, ScoreUI −0.38, −0.62,
+−0.25, −0.00, −0.46), and at γ = 1 it puts x and z on different footing, so never-member scores drift
+with t (Spearman −0.03 to −0.09, and −0.13 to −0.25 on the memorised benchmark) and the generalised
+ScoreUI drops to 0.16-0.20.
 """
 from __future__ import annotations
 
@@ -134,7 +172,7 @@ def rmia_online(
     ref_in_z: np.ndarray,
     ref_out_z: np.ndarray,
     *,
-    gamma: float = 2.0,
+    gamma: float = 1.0,
     trim: float = 0.2,
     balance: bool = True,
 ) -> np.ndarray:
@@ -142,11 +180,17 @@ def rmia_online(
     signals together (no ``a`` scaling), P(z) likewise, then the γ-test against the population.
 
     ``ref_in_x`` [R, N]: models that trained on the queries (for unlearning audits, the original
-    model, R = 1); ``ref_out_x`` [K, N]: models that did not (shadows). ``ref_in_z`` [R, Z] must be IN
-    for the population (the IAM repo trains one model on the population set for this) and
-    ``ref_out_z`` [K, Z] OUT. With ``balance`` (default) both sides are tiled to lcm(R, K) rows so they
-    weigh equally, which for R = 1 is the IAM port's K copies of the IN signal; without it the R + K
-    rows are used as given.
+    model, R = 1); ``ref_out_x`` [K, N]: models that did not (shadows). ``ref_in_z`` [R, Z] and
+    ``ref_out_z`` [K, Z] are the same R + K models on the population. The IAM repository trains a
+    model on the population for the R side; in an unlearning audit it is the original, which is OUT
+    for z, so every z is scored by the same models as x and a never-member query is exchangeable with
+    the population. With ``balance`` (default) both sides are tiled to lcm(R, K) rows so they weigh
+    equally, which for R = 1 is the IAM port's K copies of the IN signal; without it the R + K rows
+    are used as given.
+
+    ``gamma`` defaults to 1, not the reference code's 2: with the original as the IN reference,
+    ratio(x) < 2 for targets near it and the γ = 2 score collapses to ~0 and anti-correlates with
+    membership across checkpoints (module docstring, with the measurements).
     Returns Score(x) ∈ [0, 1], higher = more member.
     """
     sx, rin_x = _check_pair(target_x, ref_in_x, "rmia_online(in, x)")
