@@ -277,6 +277,7 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
         bests[what] = {"file": name, "method": row["method"], "trial_id": row["trial_id"], "value": float(row[what])}
     leaderboard = _leaderboard(table, ok, sweep.mode)
     files["leaderboard.csv"] = leaderboard
+    files["tuned_methods.yaml"] = tuned_methods_yaml(cfg, table, ok, fixed)
     files["pareto.csv"] = table[table["pareto"]]
     files.update(sweep_figures(table, spaces, sweep))
     files["summary.json"] = {"objective": sweep.objective, "mode": sweep.mode, "constraints": sweep.constraints,
@@ -294,9 +295,41 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     log(f"sweep {sweep.name}: {len(table)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
     for what, b in bests.items():
         log(f"best by {what}: {b['method']} ({b['value']:.4g}) -> {art.path}/{b['file']}")
+    log(f"tuned methods (unlearn.methods at each method's best trial): {art.path}/tuned_methods.yaml")
     log(f"sweep results: {art.path}")
     return {"table": table, "leaderboard": leaderboard, "best": bests, "path": art.path,
             "reference": reference, "tune_path": tune_root}
+
+
+def _best_rows(table: pd.DataFrame, ok: pd.Series, mode: str) -> pd.DataFrame:
+    """The best feasible completed trial of each method (first-listed order of the methods)."""
+    done = table[ok]
+    if done.empty:
+        return done
+    idx = done.groupby("method", sort=False)["objective"]
+    return done.loc[(idx.idxmin() if mode == "min" else idx.idxmax()).values]
+
+
+def tuned_methods_yaml(cfg: ExperimentConfig, table: pd.DataFrame, ok: pd.Series, fixed: dict[str, dict]) -> str:
+    """``unlearn.methods`` with every method at its best feasible trial, labelled ``<name> (tuned)``:
+    the tuned config a leaderboard puts next to the defaults (``expunge demo`` reads the committed
+    copy). Methods without a feasible completed trial are left out and named in the header."""
+    sweep = cfg.sweep
+    best = _best_rows(table, ok, sweep.mode)
+    methods = []
+    for _, row in best.iterrows():
+        params = {**fixed[row["method"]], **{k.removeprefix("param."): _plain(v) for k, v in row.items()
+                                            if k.startswith("param.") and not _missing(v)}}
+        methods.append({"name": row["method"], "label": f"{row['method']} (tuned)", "params": params})
+    missing = [m.name for m in sweep.methods if m.name not in set(best["method"])]
+    trials = table.groupby("method").size().to_dict()
+    head = [f"# tuned by sweep {sweep.name}: objective {sweep.objective} ({sweep.mode}), constraints "
+            f"{sweep.constraints or 'none'}, {sweep.search} search, {sweep.scheduler} scheduler, seed {cfg.seed}, "
+            f"num_samples {sweep.num_samples}",
+            "# trials per method: " + ", ".join(f"{k} {v}" for k, v in trials.items())]
+    if missing:
+        head.append(f"# no feasible completed trial (left out): {', '.join(missing)}")
+    return "\n".join(head) + "\n" + yaml.safe_dump({"unlearn": {"methods": methods}}, sort_keys=False)
 
 
 def _leaderboard(table: pd.DataFrame, ok: pd.Series, mode: str) -> pd.DataFrame:
