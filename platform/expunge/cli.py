@@ -30,9 +30,11 @@ def _config_command(module: str, runner: str) -> Callable[[argparse.Namespace], 
         import importlib
 
         from expunge.config import load_config
-        from expunge.jobs.common import dry_run, find_config, start_ray
+        from expunge.jobs.common import dry_run, find_config, single_seed, start_ray
 
         cfg = load_config(find_config(args.config), args.overrides)
+        if module != "jobs.pipeline":  # only the whole experiment repeats per seed
+            single_seed(cfg, f"expunge {args.command}")
         if dry_run(args, cfg):
             return 0
         getattr(importlib.import_module(f"expunge.{module}"), runner)(cfg, args.rebuild, start_ray(args))
@@ -169,6 +171,8 @@ FORWARDED = {
                                           "half, audit every attack (no download; minutes on a CPU)"),
     "llm-audit": ("expunge.jobs.llm_audit", "audit Hugging Face causal LMs: --target, --fit, --reference, --data "
                                             "(loss, zlib, Min-K%%, Min-K%%++, ratio, LiRA / RMIA / IAM online)"),
+    "reproduce": ("expunge.jobs.reproduce", "test each seed paper's claim over several seeds on embedded data and "
+                                            "write the claims table (--seeds, --quick, --claims)"),
     "bench-llm": ("expunge.jobs.bench_llm", "tokens per second of the batched LM scorer against a one-at-a-time loop"),
 }
 
