@@ -126,7 +126,7 @@ STALE = [  # (override or patch, artifact refused, what the message names)
     (["data.sizes.test=0.25"], "split/plan", "config.sizes.test"),
     (["data.sizes.calibration=0.15"], "split/plan", "config.sizes.calibration"),
     ({"train": 2}, "models/original", "code_version: stored 'train/1', requested 'train/2'"),
-    ({"split": 2}, "split/plan", "code_version: stored 'split/1', requested 'split/2'"),
+    ({"split": 3}, "split/plan", "code_version: stored 'split/2', requested 'split/3'"),
     ({"unlearn": 2}, "models/finetune", "code_version: stored 'unlearn/1', requested 'unlearn/2'"),
 ]
 
