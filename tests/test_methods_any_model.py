@@ -15,10 +15,12 @@ MODELS = {"mlp": {"hidden": 32}, "vit": {"patch_size": 4, "embed_dim": 16, "dept
 
 
 def _one_epoch(name: str) -> dict:
+    """The shortest run of ``name``: one epoch (one round for PRU), ``min_steps`` 0 (one pass)."""
     fields = METHODS.get(name).Config.model_fields
     if "rounds" in fields:
         return {"rounds": 1}
-    return {"epochs": 1} if "epochs" in fields and name != "ssd" and name != "fisher" else {}
+    short = {"min_steps": 0} if "min_steps" in fields else {}
+    return {**short, "epochs": 1} if "epochs" in fields and name != "ssd" and name != "fisher" else short
 
 
 @pytest.fixture(scope="module")

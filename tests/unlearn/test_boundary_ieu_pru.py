@@ -275,6 +275,58 @@ def test_pru_refine_freezes_features_when_asked(setup):
     assert not torch.equal(model.state_dict()["fc.weight"], ref["fc.weight"])
 
 
+def _bn_updates(model) -> int:
+    return sum(int(m.num_batches_tracked) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_pru_shift_runs_the_model_twice_per_batch(setup):
+    # The reference computes z with get_representation(x) and h with model(x): two train-mode passes per
+    # shift step, one per refine step. With one round and one refine epoch over n batches, every
+    # BatchNorm layer counts 2n + n batches.
+    ctx, _ = setup
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in ctx.original.modules())
+    n = math.ceil(len(ctx.plan.forget) / 128)
+    model = unlearn("pru", {"rounds": 1, "refine_epochs": 1}, ctx).model
+    assert _bn_updates(model) - _bn_updates(ctx.original) == n_bn * 3 * n
+    model = unlearn("pru", {"rounds": 2, "refine_epochs": 0}, ctx).model
+    assert _bn_updates(model) - _bn_updates(ctx.original) == n_bn * 2 * 2 * n
+
+
+def test_pru_builds_a_new_optimizer_every_epoch(setup, monkeypatch):
+    # the reference creates its SGD inside each stage's epoch loop: rounds x (1 + refine_epochs) optimizers
+    import expunge.unlearn.pru as pru_module
+
+    ctx, _ = setup
+    built = []
+    inner = pru_module.build_optimizer
+
+    def counting(params, view):
+        built.append(view.lr)
+        return inner(params, view)
+
+    monkeypatch.setattr(pru_module, "build_optimizer", counting)
+    unlearn("pru", {"rounds": 2, "refine_epochs": 3, "shift_lr": 1e-3, "refine_lr": 1e-3}, ctx)
+    assert len(built) == 2 * (1 + 3)
+
+
+@pytest.mark.parametrize("recipe_augment, param, expected", [(True, None, True), (False, None, False),
+                                                              (True, False, False), (False, True, True)])
+def test_pru_augmentation_follows_the_original_recipe(setup, recipe_augment, param, expected):
+    ctx, _ = setup
+    seen = []
+    local = UnlearnContext(**{**ctx.__dict__, "train_cfg": ctx.train_cfg.model_copy(update={"augment": recipe_augment})})
+    inner = local.loader
+
+    def loader(which, *args, **kwargs):
+        seen.append(kwargs["augment"])
+        return inner(which, *args, **kwargs)
+
+    local.loader = loader
+    params = {"rounds": 1, "refine_epochs": 0} | ({} if param is None else {"augment": param})
+    unlearn("pru", params, local)
+    assert seen and set(seen) == {expected}
+
+
 def test_pru_refuses_random_forgetting_before_compute(setup, digits, monkeypatch):
     ctx, _ = setup
     random_ctx = UnlearnContext(**{**ctx.__dict__, "plan": SplitPlan.create(digits, 0, "random:0.1")})

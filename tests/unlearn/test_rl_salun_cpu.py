@@ -12,7 +12,10 @@ from expunge.unlearn.conformal import conformal_quantile, coverage_ratio, lac_sc
 from expunge.models import create_model
 from expunge.train import accuracy, evaluate, seed_everything, train
 from expunge.unlearn import METHODS, UnlearnContext, unlearn
-from expunge.unlearn.cpu import calibrate, cpu_calibration_indices, cpu_hinge
+import math
+
+from expunge.unlearn import Batch
+from expunge.unlearn.cpu import calibrate, cpu_calibration_indices, cpu_hinge, mixed_batches
 from expunge.unlearn.random_labels import random_other_labels
 from expunge.unlearn.salun import saliency_mask
 
@@ -45,6 +48,82 @@ def test_hinge_empty_batch_is_zero_with_a_graph():
     total = torch.softmax(logits, 1).sum() * 0 + out
     total.backward()  # no error, no NaN gradients
     assert torch.isfinite(logits.grad).all()
+
+
+# --- the CPU loader and loss (the reference's LossData batches) ------------------------------------
+@pytest.fixture(scope="module")
+def random_ctx(digits):
+    plan = SplitPlan.create(digits, 0, "random:0.1")
+    factory = lambda: create_model("cnn", 10, digits.in_shape)  # noqa: E731
+    return UnlearnContext(factory().eval(), DeviceData(digits, "cpu"), plan, RECIPE, factory, seed=0)
+
+
+def _one_pass(ctx, pool, relabel, batch_size=128):
+    out = list(mixed_batches(ctx, pool, relabel, batch_size, False, torch.Generator().manual_seed(0)))
+    cat = lambda k: torch.cat([b[k].cpu() for b in out])  # noqa: E731
+    return out, cat(1).numpy(), cat(2).numpy(), cat(3).numpy()
+
+
+def test_mixed_batches_finetune_pool(random_ctx):
+    # finetune+cpu: one shuffled pass over D_r (flag 0) and D_f (flag 1), true labels everywhere
+    plan, labels = random_ctx.plan, random_ctx.data.dataset.labels.numpy()
+    out, y, flag, idx = _one_pass(random_ctx, plan.retain, None)
+    assert len(out) == math.ceil((len(plan.retain) + len(plan.forget)) / 128)
+    assert all(len(b[0]) == 128 for b in out[:-1])
+    assert sorted(idx[~flag]) == sorted(plan.retain) and sorted(idx[flag]) == sorted(plan.forget)
+    assert (y == labels[idx]).all()
+    # forget rows are shuffled in with the retain rows, not served as one block
+    assert sum(bool(b[2].any()) for b in out) >= 2
+
+
+def test_mixed_batches_rl_pool_sees_the_forget_set_twice(random_ctx):
+    # rl+cpu: R = D_r ∪ relabelled D_f; D_f also appears with its true label under the hinge
+    method = METHODS.get("rl+cpu")()
+    cfg = method.parse_config({})
+    method.prepare(random_ctx, cfg, random_ctx.original)
+    plan, labels = random_ctx.plan, random_ctx.data.dataset.labels.numpy()
+    assert method.steps_per_epoch(random_ctx, cfg) == math.ceil((len(plan.retain) + 2 * len(plan.forget)) / 128)
+    _, y, flag, idx = _one_pass(random_ctx, method.pool, method.pool_relabel)
+    in_forget = np.isin(idx, plan.forget)
+    assert sorted(idx[flag]) == sorted(plan.forget) and (y[flag] == labels[idx[flag]]).all()
+    relabelled = ~flag & in_forget
+    assert sorted(idx[relabelled]) == sorted(plan.forget) and (y[relabelled] != labels[idx[relabelled]]).all()
+    assert (y[~flag & ~in_forget] == labels[idx[~flag & ~in_forget]]).all()
+    ft = METHODS.get("finetune+cpu")()
+    ft_cfg = ft.parse_config({})
+    ft.prepare(random_ctx, ft_cfg, random_ctx.original)
+    assert ft.steps_per_epoch(random_ctx, ft_cfg) == math.ceil((len(plan.retain) + len(plan.forget)) / 128)
+
+
+class _Counting(torch.nn.Module):
+    """Identity on logits that counts forward calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x
+
+
+def test_cpu_loss_on_a_mixed_batch_hand_computed():
+    # retain rows: logits (0, 0) y=0 -> CE ln 2; (ln 3, 0) y=0 -> p = 3/4, CE -ln(3/4); mean of the two.
+    # forget rows: (ln 9, 0) y=0 -> p_y 0.9 -> max(0, 0.9 - 0.7 + 0.05) = 0.25; (0, 0) y=1 -> 0.5 -> 0.
+    # q_hat 0.3, delta 0.05, lambda 0.5: L = (ln 2 - ln 0.75) / 2 + 0.5 * 0.125
+    x = torch.tensor([[0.0, 0.0], [math.log(3), 0.0], [math.log(9), 0.0], [0.0, 0.0]])
+    y = torch.tensor([0, 0, 0, 1])
+    is_forget = torch.tensor([False, False, True, True])
+    method = METHODS.get("finetune+cpu")()
+    cfg = method.parse_config({"lambda": 0.5, "delta": 0.05})
+    method.qhat = 0.3
+    model = _Counting()
+    loss = method.loss(None, cfg, model, Batch(extra={"cpu_mixed": (x, y, is_forget)}))
+    assert float(loss) == pytest.approx((math.log(2) - math.log(0.75)) / 2 + 0.0625, rel=1e-6)
+    assert model.calls == 1  # one forward over the mixed batch, as the reference's model(x)
+    # a batch of forget rows only: the CE term is 0 (the reference's CE of nothing is NaN)
+    only = method.loss(None, cfg, model, Batch(extra={"cpu_mixed": (x[2:], y[2:], is_forget[2:])}))
+    assert float(only) == pytest.approx(0.0625, rel=1e-6)
 
 
 # --- conformal machinery -----------------------------------------------------------------------

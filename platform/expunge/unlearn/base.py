@@ -6,6 +6,19 @@ A method is one module: a registered :class:`UnlearnMethod` subclass with a type
 device and per-epoch reporting; a method supplies only what is its own: its data mix
 (``batches``), its loss (``loss``), and optional hooks around the optimizer step (gradient masks,
 weight noise).
+
+Step counts (``min_steps``). The papers' defaults (SalUn's GA: lr 1e-4 for 5 epochs; SCRUB, Boundary,
+Bad Teacher) were set on CIFAR-10, where a 4 500-sample forget set gives ~35 optimiser steps per epoch
+and a 45 000-sample retain set ~350. On a forget set of 63 samples the same "5 epochs" are 5 steps,
+and the model barely moves (GA's weights by 8e-5 relative on digits): the method's effect silently
+depends on the forget set's size. The rule here: a run makes at least ``min_steps`` optimiser steps
+(default :data:`MIN_STEPS` = 200), by repeating each epoch's pass over its data
+``k = max(1, ceil(min_steps / (epochs · steps_per_epoch)))`` times (:func:`passes_per_epoch`). The
+per-epoch structure the methods rely on (SCRUB's max/min epochs, l1-sparse's α decay, the per-epoch
+reports) stays per epoch, a method's ``batches`` is called once per pass (CPU recalibrates q_hat
+every pass), and the lr schedule spans all planned steps. A run already
+``min_steps`` long is the paper's recipe unchanged; ``min_steps=0`` always is (one override away).
+Methods outside the shared loop (retrain, SSD, Fisher, PRU) do not use it.
 """
 from __future__ import annotations
 
@@ -31,6 +44,9 @@ from expunge.train.engine import _autocast, build_optimizer, lr_factor
 
 METHODS: Registry[type["UnlearnMethod"]] = Registry("unlearning method")
 
+#: default ``MethodConfig.min_steps`` (see the module docstring)
+MIN_STEPS = 200
+
 
 def register_method(name: str):
     def deco(cls: type[UnlearnMethod]) -> type[UnlearnMethod]:
@@ -53,6 +69,9 @@ class MethodConfig(BaseModel):
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Literal["constant", "cosine", "onecycle", "step"] = "cosine"
     augment: bool = False
+    #: fewest optimiser steps of a run: each epoch makes ``passes_per_epoch`` passes over its data
+    #: (module docstring); 0 runs exactly ``epochs`` single passes, the paper's recipe
+    min_steps: int = Field(MIN_STEPS, ge=0, le=1_000_000)
 
     @classmethod
     def search_space(cls) -> dict[str, Domain]:
@@ -175,38 +194,71 @@ def paired_batches(ctx: UnlearnContext, cfg: MethodConfig, gen: torch.Generator,
         yield Batch(retain=(x, y), forget=pair) if primary == "retain" else Batch(forget=(x, y), retain=pair)
 
 
+def passes_per_epoch(min_steps: int, epochs: int, steps_per_epoch: int) -> int:
+    """k = max(1, ceil(min_steps / (epochs · steps_per_epoch))): the fewest passes per epoch that make
+    the run at least ``min_steps`` optimiser steps long."""
+    return max(1, math.ceil(min_steps / max(1, epochs * steps_per_epoch)))
+
+
+@dataclass
+class LoopPlan:
+    """The shared loop's schedule, set on the method before the first step (hooks may read it)."""
+
+    epochs: int
+    passes_per_epoch: int
+    steps_per_epoch: int
+
+    @property
+    def total_steps(self) -> int:
+        """Planned optimiser steps T = epochs · passes · steps-per-pass (the lr and noise schedules' T)."""
+        return max(1, self.epochs * self.passes_per_epoch * self.steps_per_epoch)
+
+
+def plan_loop(method: UnlearnMethod, ctx: UnlearnContext, cfg: MethodConfig) -> LoopPlan:
+    """The schedule :func:`run_loop` will run ``method`` on: ``cfg.epochs`` epochs of
+    :func:`passes_per_epoch` passes each (``prepare`` may call it to size per-step schedules)."""
+    spe = method.steps_per_epoch(ctx, cfg)
+    return LoopPlan(cfg.epochs, passes_per_epoch(cfg.min_steps, cfg.epochs, spe), spe)
+
+
 def run_loop(method: UnlearnMethod, ctx: UnlearnContext, cfg: MethodConfig, model: nn.Module) -> nn.Module:
-    """The shared loop: optimizer, per-step schedule, epochs, per-epoch report to ``ctx.callback``."""
+    """The shared loop: optimizer, per-step schedule, epochs of ``passes_per_epoch`` passes, per-epoch
+    report to ``ctx.callback``; the plan and the steps taken are left on ``method`` (``loop_plan``,
+    ``steps_taken``) for :class:`UnlearnResult`."""
     train_view = TrainConfig(optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
                              weight_decay=cfg.weight_decay, nesterov=False)
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], train_view)
-    total = max(1, cfg.epochs * method.steps_per_epoch(ctx, cfg))
-    step = 0
+    plan = method.loop_plan = plan_loop(method, ctx, cfg)
+    total = plan.total_steps
+    step = method.steps_taken = 0
     model.train()
     for epoch in range(cfg.epochs):
-        gen = ctx.generator(epoch + 1)
         t0 = time.perf_counter()
         loss_sum, n = 0.0, 0
-        for batch in method.batches(ctx, cfg, epoch, gen):
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(cfg.schedule, min(step, total - 1), total, 0)
-            with _autocast(ctx.device, ctx.train_cfg.bf16):
-                loss = method.loss(ctx, cfg, model, batch)
-            if loss is None:  # a step the method skips (e.g. an empty forget batch)
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.float().backward()
-            method.before_step(ctx, cfg, model, epoch)
-            optimizer.step()
-            method.after_step(ctx, cfg, model, epoch)
-            loss_sum += float(loss.detach())
-            n += 1
-            step += 1
+        for rep in range(plan.passes_per_epoch):
+            # pass index + 1: with one pass per epoch, the same shuffles as epoch + 1
+            gen = ctx.generator(epoch * plan.passes_per_epoch + rep + 1)
+            for batch in method.batches(ctx, cfg, epoch, gen):
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(cfg.schedule, min(step, total - 1), total, 0)
+                with _autocast(ctx.device, ctx.train_cfg.bf16):
+                    loss = method.loss(ctx, cfg, model, batch)
+                if loss is None:  # a step the method skips (e.g. an empty forget batch)
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                loss.float().backward()
+                method.before_step(ctx, cfg, model, epoch)
+                optimizer.step()
+                method.after_step(ctx, cfg, model, epoch)
+                loss_sum += float(loss.detach())
+                n += 1
+                step += 1
+                method.steps_taken = step
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"{method.name}: loss diverged at epoch {epoch + 1}; lower lr")
         if ctx.callback is not None:
             ctx.callback({"epoch": epoch + 1, "loss": loss_sum / max(1, n), "seconds": time.perf_counter() - t0,
-                          "_model": model})
+                          "passes": plan.passes_per_epoch, "steps": step, "_model": model})
     model.eval()
     return model
 
@@ -216,6 +268,10 @@ class UnlearnResult:
     model: nn.Module
     config: MethodConfig
     seconds: float
+    #: optimiser steps the shared loop took (None: a method without it, e.g. SSD, Fisher, retrain)
+    steps: int | None = None
+    #: passes over the data per epoch (> 1 when ``min_steps`` lengthened the run)
+    passes_per_epoch: int | None = None
 
 
 def unlearn(method_name: str, params: dict[str, Any] | None, ctx: UnlearnContext) -> UnlearnResult:
@@ -226,10 +282,14 @@ def unlearn(method_name: str, params: dict[str, Any] | None, ctx: UnlearnContext
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
     t0 = time.perf_counter()
-    model = method_cls().run(ctx, cfg)
+    method = method_cls()
+    model = method.run(ctx, cfg)
     if ctx.device.type == "cuda":
         torch.cuda.synchronize(ctx.device)
-    return UnlearnResult(model, cfg, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    plan = getattr(method, "loop_plan", None)
+    return UnlearnResult(model, cfg, seconds, getattr(method, "steps_taken", None),
+                         plan.passes_per_epoch if isinstance(plan, LoopPlan) else None)
 
 
 def forget_mask(plan: SplitPlan, idx: torch.Tensor) -> torch.Tensor:

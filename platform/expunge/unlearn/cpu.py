@@ -1,16 +1,27 @@
 """CPU: conformal-prediction-guided unlearning (Shi, Liu & Wang, 2025, arXiv 2501.19403).
 
-A Carlini-Wagner-style hinge that pushes each forget sample's true label out of its conformal
-prediction set, added to a base method's loss:
+Reference code: the ``TIML-Group/Conformal-Prediction-Unlearning`` repository (``unlearn_cpu.py``,
+``main_unlearn_cpu.py``). A Carlini-Wagner-style hinge that pushes each forget sample's true label out
+of its conformal prediction set, added to the base method's cross-entropy:
 
-    L = L_base + lambda * (1/|B_f|) sum_{i in B_f} max(0, p_{y_i}(x_i) - (1 - q_hat) + delta)
+    L = CE(model(x_R), y_R) + lambda * (1/|B_f|) sum_{i in B_f} max(0, p_{y_i}(x_i) - (1 - q_hat) + delta)
 
-q_hat is the split-conformal quantile of the LAC score 1 - p_y at level ceil((n+1)(1-alpha))/n
-("higher"), recalibrated with the current model at the start of every epoch on a calibration set
-that is disjoint from the one the CR / MIACR metrics use (those use ``plan.calibration``; the CPU
-loss uses a seeded part of ``plan.test``, remaining classes only for class forgetting, as the
-reference carves its loss calibration from the test-retain data). Defaults delta=0.01, alpha=0.05,
-lambda=0.8 (the reference's argparse defaults).
+(the reference writes the hinge as max(0, q_hat - s + delta) with the LAC score s = 1 - p_y). q_hat is
+the split-conformal quantile of s at level ceil((n+1)(1-alpha))/n ("higher"), recalibrated with the
+current model in eval mode, without augmentation, at the start of every pass over the data (the
+reference's epoch), on a fixed calibration subset of the test data: 1000 samples for random
+forgetting, 200 for class forgetting, remaining classes only for class forgetting (the reference's
+``random_split`` of its test-retain set). Defaults delta=0.01, alpha=0.05, lambda=0.8 (the reference's
+argparse defaults; its README example uses lambda=0.5).
+
+Batches, as the reference's ``LossData`` loader: one shuffled loader over R ∪ D_f, where R is the base
+method's data (D_r for finetune and retrain; D_r ∪ {(x_f, random label)} for rl and salun) with flag 0
+and D_f with its true labels with flag 1, ``batch_size`` samples per step, so an epoch has
+ceil((|R| + |D_f|) / batch_size) steps and every forget sample meets the hinge once per pass (rl and
+salun therefore see D_f twice per pass, once relabelled under CE, once under the hinge). Each batch goes
+through the model in one forward pass (BatchNorm normalises the mixed batch, as the reference's single
+``model(x)``); CE is the mean over the flag-0 rows, the hinge the mean over the flag-1 rows. SalUn's
+gradient mask applies to the whole gradient, hinge included, as in the reference.
 
 Fixed relative to the reference code, each with an option to reproduce it:
 
@@ -21,14 +32,31 @@ Fixed relative to the reference code, each with an option to reproduce it:
 * The reference calibrates in eval mode and never switches back, so all of its CPU training runs in
   eval mode (frozen BatchNorm statistics); expunge restores training mode (``eval_mode_training=True``
   reproduces it).
-* A batch without forget samples gives NaN in the reference (mean of an empty tensor); here it adds 0.
+* A batch without forget samples gives NaN in the reference (mean of an empty tensor), one without
+  flag-0 samples a NaN cross-entropy; here either term adds 0.
+
+Remaining differences from the reference code, each with its reason:
+
+* Base hyperparameters (epochs, lr, batch size, schedule, augmentation, SalUn's mask ratio) are the
+  base method's own defaults, so ``X+cpu`` differs from ``X`` by the hinge alone; the reference's CPU
+  script defaults to 20 epochs, lr 0.1, batch 128, SGD (momentum 0.9, weight decay 5e-4) with cosine
+  annealing for every base. Set them per method to reproduce that recipe.
+* The learning-rate schedule is the shared loop's, per optimiser step; the reference's
+  ``CosineAnnealingLR`` steps once per epoch. Base and variant share the loop, so the comparison is
+  unaffected.
+* The reference's rl / salun materialise one augmented copy of every R sample once for the whole run
+  (its ``unlearning_trainset`` list); here R is augmented afresh every pass, as the base rl and salun
+  do. SalUn's masked-out weights are held at their original values (the salun module), whereas the
+  reference only multiplies gradients, so weight decay still shrinks them there.
+* Calibration size: at most half of the candidate test samples (a small test split such as digits'
+  cannot hold 1000). The reference excludes its calibration samples from the test accuracy it reports;
+  expunge's TA is measured on the whole test split, calibration samples included (their labels only
+  set the scalar q_hat), because no spare held-out split exists. The calibration set is disjoint from
+  the one the CR / MIACR metrics use (``plan.calibration``), as the reference's.
 
 Variants: ``finetune+cpu``, ``rl+cpu``, ``salun+cpu`` and ``retrain+cpu`` (fresh initialisation,
-trained on D_r with the hinge on D_f, with the original's recipe unless set). Each step pairs the base
-method's batch with a true-label forget sub-batch whose size is the forget share of a shuffled
-D_r ∪ D_f batch, as in the reference's concatenated loader, and (for bases whose loss is plain CE on
-the batch, i.e. all four) goes through the model in the same forward pass as the base batch, so
-BatchNorm sees the mixed batch the reference's single ``model(x)`` sees.
+trained on D_r ∪ D_f with the hinge on D_f, with the original's recipe unless set; the reference's
+retrain variant likewise skips loading the original weights).
 """
 from __future__ import annotations
 
@@ -45,9 +73,11 @@ from expunge.data.splits import SplitPlan
 from expunge.errors import ConfigError
 from expunge.metrics.conformal import conformal_quantile, lac_scores, min_calibration_size
 from expunge.search_space import Domain, choice, loguniform, uniform
-from expunge.unlearn.base import (METHODS, Batch, MethodConfig, UnlearnContext, UnlearnMethod, register_method,
+from expunge.unlearn.base import (Batch, MethodConfig, UnlearnContext, UnlearnMethod, register_method,
                                   run_loop)
 from expunge.unlearn.finetune import Finetune, FinetuneConfig
+from expunge.unlearn.random_labels import RandomLabels
+from expunge.unlearn.salun import SalUn
 
 
 class CPUOptions(BaseModel):
@@ -88,6 +118,8 @@ def cpu_calibration_indices(plan: SplitPlan, labels: np.ndarray, cal_size: int |
 
 @torch.no_grad()
 def calibrate(model: nn.Module, ctx: UnlearnContext, idx: np.ndarray, alpha: float, keep_eval: bool) -> float:
+    """q_hat of the LAC scores of ``model`` (eval mode, no augmentation) on ``idx``; training mode is
+    restored afterwards unless ``keep_eval`` (the reference's behaviour, ``eval_mode_training``)."""
     was = model.training
     model.eval()
     probs, labels = [], []
@@ -98,8 +130,34 @@ def calibrate(model: nn.Module, ctx: UnlearnContext, idx: np.ndarray, alpha: flo
     return conformal_quantile(lac_scores(torch.cat(probs).numpy(), torch.cat(labels).numpy()), alpha)
 
 
+def _mixed_pool(method: UnlearnMethod, ctx: UnlearnContext) -> tuple[np.ndarray, torch.Tensor | None]:
+    """R, the base method's CE data, as dataset positions plus an optional relabelling (-1: keep y)."""
+    if isinstance(method, RandomLabels):
+        return method.indices, method.relabel
+    return ctx.plan.retain, None
+
+
+def mixed_batches(ctx: UnlearnContext, pool: np.ndarray, relabel: torch.Tensor | None, batch_size: int,
+                  augment: bool, gen: torch.Generator
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """One pass over R ∪ D_f shuffled together (the reference's ``LossData`` loader): batches
+    ``(x, y, is_forget, idx)`` (idx: dataset positions); R rows carry flag False and the (re)labels of ``relabel``, D_f rows flag True
+    and their true labels. A position in both (rl's relabelled D_f) appears twice, once per role."""
+    positions = torch.as_tensor(np.concatenate([pool, ctx.plan.forget]), dtype=torch.int64)
+    flags = torch.arange(len(positions)) >= len(pool)
+    order = torch.randperm(len(positions), generator=gen)
+    for start in range(0, len(order), batch_size):
+        sel = order[start:start + batch_size]
+        idx, is_forget = positions[sel], flags[sel].to(ctx.device)
+        x, y = ctx.data.batch(idx, augment=augment, generator=gen)
+        if relabel is not None:
+            new = relabel[idx.to(ctx.device)]
+            y = torch.where(~is_forget & (new >= 0), new, y)
+        yield x, y, is_forget, idx
+
+
 def with_cpu(base: type[UnlearnMethod], name: str) -> type[UnlearnMethod]:
-    """Register ``name``: ``base`` with the CPU hinge on a true-label forget sub-batch every step."""
+    """Register ``name``: ``base`` with the CPU hinge on D_f (see the module docstring)."""
 
     class Config(base.Config, CPUOptions):
         model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
@@ -109,8 +167,11 @@ def with_cpu(base: type[UnlearnMethod], name: str) -> type[UnlearnMethod]:
             return {**base.Config.search_space(), **CPU_SPACE}
 
     Config.__name__ = f"{base.Config.__name__}CPU"
-    # all four bases minimise the default CE(batch.retain); only then can base + hinge share one forward
-    joint = base.loss is UnlearnMethod.loss
+    # The reference's concatenated loader needs a base whose loss is plain CE on its data (D_r, or RL's
+    # D_r ∪ relabelled D_f): all four registered bases. Any other base keeps its own batches and loss,
+    # with a true-label forget sub-batch (the forget share of a mixed batch) in a separate forward.
+    mixed = base.loss is UnlearnMethod.loss and (base.batches is UnlearnMethod.batches
+                                                 or issubclass(base, RandomLabels))
 
     class Variant(base):
         __doc__ = f"{name.split('+')[0]} with the CPU conformal hinge on D_f (delta, alpha, lambda)."
@@ -129,13 +190,26 @@ def with_cpu(base: type[UnlearnMethod], name: str) -> type[UnlearnMethod]:
             self.model = model
             labels = ctx.data.dataset.labels.numpy()
             self.cal_idx = cpu_calibration_indices(ctx.plan, labels, cfg.cal_size, ctx.seed)
-            n_f, n_r = len(ctx.plan.forget), len(ctx.plan.retain)
-            self.forget_bs = max(1, round(cfg.batch_size * n_f / (n_f + n_r)))
+            self.pool, self.pool_relabel = _mixed_pool(self, ctx)
+            n_f = len(ctx.plan.forget)
+            self.forget_bs = max(1, round(cfg.batch_size * n_f / (n_f + len(self.pool))))
             self.qhats: list[float] = []
+
+        def steps_per_epoch(self, ctx: UnlearnContext, cfg: MethodConfig) -> int:
+            if not mixed:
+                return super().steps_per_epoch(ctx, cfg)
+            pool = self.pool if hasattr(self, "pool") else _mixed_pool(self, ctx)[0]
+            return max(1, math.ceil((len(pool) + len(ctx.plan.forget)) / cfg.batch_size))
 
         def batches(self, ctx: UnlearnContext, cfg: MethodConfig, epoch: int, gen: torch.Generator) -> Iterator[Batch]:
             self.qhat = calibrate(self.model, ctx, self.cal_idx, cfg.alpha, cfg.eval_mode_training)
             self.qhats.append(self.qhat)
+            if mixed:
+                for x, y, is_forget, _ in mixed_batches(ctx, self.pool, self.pool_relabel, cfg.batch_size,
+                                                     cfg.augment, gen):
+                    yield Batch(retain=(x[~is_forget], y[~is_forget]), forget=(x[is_forget], y[is_forget]),
+                                extra={"cpu_mixed": (x, y, is_forget)})
+                return
 
             def forget_stream():
                 while True:
@@ -148,16 +222,14 @@ def with_cpu(base: type[UnlearnMethod], name: str) -> type[UnlearnMethod]:
                 yield batch
 
         def loss(self, ctx: UnlearnContext, cfg: MethodConfig, model: nn.Module, batch: Batch) -> torch.Tensor:
-            xf, yf = batch.extra["cpu_forget"]
-            if joint and batch.retain is not None:
-                # One forward over base batch + forget sub-batch, as the reference's concatenated loader
-                # does: in train mode BatchNorm then normalises the forget samples with the mixed batch's
-                # statistics, not with those of a small (for class forgetting, single-class) sub-batch.
-                xr, yr = batch.retain
-                logits = model(torch.cat([xr, xf]))
-                base_loss = F.cross_entropy(logits[:len(xr)], yr)
-                probs = F.softmax(logits[len(xr):].float(), dim=1)
-            else:  # a base with its own loss: keep it intact, forget sub-batch in its own forward
+            if "cpu_mixed" in batch.extra:
+                x, y, is_forget = batch.extra["cpu_mixed"]
+                logits = model(x)
+                keep = ~is_forget
+                base_loss = F.cross_entropy(logits[keep], y[keep]) if bool(keep.any()) else logits.sum() * 0.0
+                probs, yf = F.softmax(logits[is_forget].float(), dim=1), y[is_forget]
+            else:
+                xf, yf = batch.extra["cpu_forget"]
                 base_loss = super().loss(ctx, cfg, model, batch)
                 probs = F.softmax(model(xf).float(), dim=1)
             return base_loss + cfg.lam * cpu_hinge(probs, yf, self.qhat, cfg.delta, cfg.repo_faithful)
@@ -172,6 +244,8 @@ class RetrainLoopConfig(FinetuneConfig):
 
     epochs: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
+    #: retraining runs the original's recipe as it is (as ``retrain``), never lengthened
+    min_steps: int = Field(0, ge=0, le=1_000_000)
 
     @classmethod
     def search_space(cls) -> dict[str, Domain]:
@@ -200,6 +274,6 @@ class RetrainLoop(Finetune):
 
 
 with_cpu(Finetune, "finetune+cpu")
-with_cpu(METHODS.get("rl"), "rl+cpu")
-with_cpu(METHODS.get("salun"), "salun+cpu")
+with_cpu(RandomLabels, "rl+cpu")
+with_cpu(SalUn, "salun+cpu")
 with_cpu(RetrainLoop, "retrain+cpu")

@@ -14,7 +14,8 @@ Each step takes a retain batch B_r paired with a forget batch B_f (``paired_batc
     θ ← θ − η ∇L(θ)                      (SGD; optimizer weight decay fixed at 0)
     θ ← θ + σ_t · ε,   ε ~ N(0, I)       (every trainable parameter, after every step)
 
-with σ_t = ``noise_sigma(sigma, t, T, noise_schedule)`` over the T = epochs × steps-per-epoch steps:
+with σ_t = ``noise_sigma(sigma, t, T, noise_schedule)`` over the loop's T planned steps (epochs ×
+passes × steps per pass, ``LoopPlan.total_steps``):
 'constant' σ, 'linear' σ(1 − t/T), 'cosine' σ·½(1 + cos(π t/T)). The weight decay is the explicit
 λ_wd term only: ``weight_decay`` must stay 0, so decay is not counted twice. The noise comes from a
 generator seeded from the context seed, so a run is reproducible.
@@ -41,7 +42,7 @@ from torch import nn
 
 from expunge.search_space import Domain, choice, loguniform, randint
 from expunge.unlearn.base import (Batch, MethodConfig, UnlearnContext, UnlearnMethod, paired_batches,
-                                  register_method)
+                                  plan_loop, register_method)
 
 NoiseSchedule = Literal["constant", "linear", "cosine"]
 
@@ -95,7 +96,8 @@ class IEU(UnlearnMethod):
 
     def prepare(self, ctx: UnlearnContext, cfg: IEUConfig, model: nn.Module) -> None:
         self.step = 0
-        self.total = max(1, cfg.epochs * self.steps_per_epoch(ctx, cfg))
+        # T of the noise schedule: the shared loop's planned steps, passes added by ``min_steps`` included
+        self.total = plan_loop(self, ctx, cfg).total_steps
         device = next(model.parameters()).device
         self.noise_gen = torch.Generator(device=device).manual_seed(ctx.seed * 1_000_003 + 4242)
 

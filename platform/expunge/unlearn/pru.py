@@ -1,13 +1,14 @@
 """PRU: Perception Revising Unlearning (class unlearning from the forget data only).
 
 Zhang, Chen, Zhang, Xu, "Countering Relearning with Perception Revising Unlearning", ACML 2024,
-PMLR 260:1336-1351. Reference code: ``DATA-Transpose/PRU`` (method ``embedding_shift``); the paper
-body was not reachable, so everything below follows the code (``/work/shared/reference/seed-methods.md`` §3).
+PMLR 260:1336-1351; reference code: the ``DATA-Transpose/PRU`` repository (method
+``embedding_shift``: ``unlearn_methods/embedding_shift.py``, ``train_unlearn.py``,
+``config_unlearn.py``). The paper body was not reachable, so everything below follows that code.
 
 For a forget-class image x (class c), the frozen original f_0 (eval mode) gives p = softmax(f_0(x))
 and the **redistributed soft label** (the forget mass spread proportionally over the other classes)::
 
-    p̃_k = p_k / (1 − p_c)  (k ≠ c),   p̃_c = 0,        ŷ = argmax_k p̃_k            [soft_targets]
+    p̃_k = p_k + p_c · p_k / Σ_{j≠c} p_j = p_k / (1 − p_c)  (k ≠ c),   p̃_c = 0,   ŷ = argmax_k p̃_k
 
 With z = ``features(x)`` (penultimate embedding), h = logits, groups G_k = {i : ŷ_i = k}, K the
 groups present in the batch and μ_k their centroids::
@@ -16,21 +17,23 @@ groups present in the batch and μ_k their centroids::
     Eq.4  L_sample = mean_{k: |G_k|≥2} Σ_{i,j ∈ G_k} ||z_i − z_j||₂ / (|G_k|(|G_k|−1))   (0 if no such group)
     Eq.5  L_task = KL(p̃ || softmax(h)) = F.kl_div(log(softmax(h) + 1e-6), p̃, "batchmean")
 
-Procedure (reference ``train_unlearn.py``): ``rounds`` (the code's ``shift_epoch``) times, one
-*embedding-shift* epoch (L_task + L_cluster + L_sample, lr ``shift_lr``) followed by
-``refine_epochs`` *boundary-refine* epochs (L_task, lr ``refine_lr``); SGD momentum 0.9, weight decay
-1e-4, no schedule, a fresh optimizer per stage, batch 128 (2 × the config's 64), all training images of
-the forget class, soft labels recomputed every batch on the (augmented) forget images. No retain data
-is touched anywhere. The method applies to ``class:<c>`` forget specs only.
+Procedure, as the reference's ``embedding_shift_unlearning_correspond``: ``rounds`` (its
+``shift_epoch``) times, one *embedding-shift* epoch (§4.2.1: L_task + L_cluster + L_sample, lr
+``shift_lr``) followed by ``refine_epochs`` *boundary-refine* epochs (§4.2.2: L_task, lr
+``refine_lr``). SGD with momentum 0.9 and weight decay 1e-4, no schedule, a **new optimizer every
+epoch** (the reference builds it inside each stage's epoch loop, so momentum never carries over), batch
+128 (2 × the reference configs' 64), shuffled, all training images of the forget class, soft labels
+recomputed every batch on the same (training-transform) images, model in train mode, reference in
+eval mode. No retain data is touched anywhere. The shift stage runs the model **twice** per batch, as
+the reference does (``get_representation(x)`` for z, then ``model(x)`` for h): the gradient is that of
+one pass, but BatchNorm's running statistics take two updates per step, which changes the eval-mode
+model. The method applies to ``class:<c>`` forget specs only.
 
-Parameter freezing: the reference freezes the classifier (``fc``) in **both** stages, although its
-boundary-refine comment says "fix the feature extractor". ``refine_freeze="classifier"`` (default)
-reproduces the code; ``"features"`` follows the comment's stated intent (train only ``fc`` while
-refining). BatchNorm layers run in train mode, as in the reference, so their running statistics are
-updated on forget-class images.
-
-Deviation: with fewer than two groups in a batch the reference's L_cluster is the constant 1/1e-6
-(zero gradient); we return 0 there so the logged loss stays readable. Gradients are unchanged.
+Parameter freezing: the reference freezes every parameter whose name contains ``classifier`` (the last
+linear layer of its AllCNN and ResNet-18) in **both** stages, although its boundary-refine comment
+says "fix the feature extractor". ``refine_freeze="classifier"`` (default) follows the code (the
+linear head ``fc`` stays at the original's weights); ``"features"`` follows the comment (only ``fc``
+is trained while refining).
 
 Reference rows (``config_unlearn.py``), shift_epoch / shift_lr / λ_shift / refine_epoch / refine_lr:
 
@@ -40,15 +43,28 @@ cifar10-AllCNN     10     1e-2    1    1  1e-5
 cifar10-ResNet18   10     4e-4    1    1  1e-4
 =================  =====  ======  ===  =  ======
 
-Defaults: the mnist-AllCNN row (rounds 10, shift_lr 5e-3, λ_shift 1, refine 1 epoch at refine_lr
-1e-1), which suits small models: ``cnn`` on digits, class 3, goes from 97.5 % to 0 % forget-class test
-accuracy with the remaining classes at 99 % (98.7 % before). With the cifar10-ResNet18 row the same
-model only reaches 37.5 % / 90.6 %; use that row (shift_lr 4e-4, refine_lr 1e-4) for ResNet-18 on
-CIFAR-10. ``augment=True`` because the reference draws the forget images through its training
-transform; batch 128, momentum 0.9 and weight decay 1e-4 are the reference's.
+Defaults: the mnist-AllCNN row (the small-model row). For ResNet-18 on CIFAR-10 use the
+cifar10-ResNet18 row (shift_lr 4e-4, refine_lr 1e-4).
 
-``MethodConfig.epochs`` and ``lr`` do not apply (use rounds / refine_epochs / shift_lr / refine_lr);
-setting them is refused. ``schedule`` applies within each stage (default constant, as the reference).
+Remaining differences from the reference code, each with its reason:
+
+* One group in a batch: the reference's L_cluster is then the constant 1/1e-6 = 1e6 with zero
+  gradient; we return 0 (same zero gradient) so the logged loss stays readable.
+* Distances: the reference's ``torch.cdist`` switches to the matrix-product formula for more than 25
+  points, whose zero diagonal carries float32 rounding noise (about 1e-3); we sum exact pairwise
+  distances over i ≠ j. The formula is the same.
+* Soft labels come from a softmax with class c masked out, which equals p_k / (1 − p_c) exactly and
+  stays finite when p_c rounds to 1 (the reference divides by Σ_{k≠c} p_k).
+* The frozen head is the model's ``fc`` rather than "parameters named classifier": the same layer for
+  the reference's AllCNN and ResNet-18 (its ViT aliases ``classifier`` to ``backbone.heads``, whose
+  parameters are named after the first attribute, so nothing is frozen there: a reference bug).
+* Augmentation: the reference draws the forget images through its training transform (crop + flip
+  on CIFAR-10, none on MNIST); ``augment=None`` (default) follows the original model's recipe
+  (``train.augment``) the same way.
+* ``schedule`` and ``optimizer`` are generalisations (defaults: constant lr and SGD, as the
+  reference); ``MethodConfig.epochs`` and ``lr`` do not apply (use rounds / refine_epochs / shift_lr /
+  refine_lr) and setting them is refused. The shared loop's ``min_steps`` does not apply either: PRU
+  runs exactly rounds × (1 + refine_epochs) epochs, as the reference.
 """
 from __future__ import annotations
 
@@ -139,7 +155,8 @@ class PRUConfig(MethodConfig):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
     schedule: Literal["constant", "cosine", "onecycle", "step"] = "constant"
-    augment: bool = True
+    #: augment the forget images (None: as the original's training recipe, ``train.augment``)
+    augment: bool | None = None
 
     @model_validator(mode="after")
     def _no_generic_epochs_or_lr(self) -> "PRUConfig":
@@ -181,11 +198,12 @@ class PRU(UnlearnMethod):
             targets = soft_targets_from_logits(self.reference(x), self.forget_class)
         if stage == "refine":
             return task_loss(model(x), targets)
-        z = model.features(x)
+        # two forward passes, as the reference (get_representation, then forward): one gradient,
+        # but two BatchNorm running-statistics updates per step
+        zf = model.features(x).float()
+        logits = model(x)
         groups = targets.argmax(1)
-        zf = z.float()
-        return (task_loss(model.head(z), targets) + cluster_loss(zf, groups, cfg.lambda_shift)
-                + sample_loss(zf, groups))
+        return task_loss(logits, targets) + cluster_loss(zf, groups, cfg.lambda_shift) + sample_loss(zf, groups)
 
     def _freeze(self, model: nn.Module, stage: str, cfg: PRUConfig) -> list[nn.Parameter]:
         head = {id(p) for p in model.fc.parameters()}
@@ -198,6 +216,7 @@ class PRU(UnlearnMethod):
         model = copy.deepcopy(ctx.original).to(ctx.device)
         self.prepare(ctx, cfg, model)
         steps = self.steps_per_epoch(ctx, cfg)
+        augment = ctx.train_cfg.augment if cfg.augment is None else cfg.augment
         self.trainable = trainable = [p.requires_grad for p in model.parameters()]
         epoch = 0
         try:
@@ -208,13 +227,14 @@ class PRU(UnlearnMethod):
                     params = self._freeze(model, stage, cfg)
                     view = TrainConfig(optimizer=cfg.optimizer, lr=lr, momentum=cfg.momentum,
                                        weight_decay=cfg.weight_decay, nesterov=False)
-                    optimizer = build_optimizer(params, view)  # re-created each stage, as the reference
                     total, step = max(1, n_epochs * steps), 0
                     for _ in range(n_epochs):
                         epoch += 1
+                        # a new optimizer every epoch: the reference builds it inside each stage's epoch loop
+                        optimizer = build_optimizer(params, view)
                         model.train()
                         t0, loss_sum, n = time.perf_counter(), 0.0, 0
-                        for x, _, _ in ctx.loader("forget", cfg.batch_size, augment=cfg.augment,
+                        for x, _, _ in ctx.loader("forget", cfg.batch_size, augment=augment,
                                                   generator=ctx.generator(epoch)):
                             for group in optimizer.param_groups:
                                 group["lr"] = lr * lr_factor(cfg.schedule, min(step, total - 1), total, 0)
