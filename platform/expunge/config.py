@@ -6,8 +6,10 @@ compute. Names that live in registries (datasets, models, methods) are checked a
 """
 from __future__ import annotations
 
+import math
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,8 +33,36 @@ def names_to_dicts(v: Any) -> Any:
     return v
 
 
+def _numeric_field(annotation: Any) -> bool:
+    """Whether a field annotation admits an int or a float (``float | None``, ``float | int``, ...)."""
+    if annotation in (int, float):
+        return True
+    return any(_numeric_field(a) for a in typing.get_args(annotation))
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """Strict types for every section: an int field takes an int and a float field an int or a float,
+    never a boolean (``seed=true`` would otherwise be 1), a string or a float with an integral value;
+    floats must be finite (NaN fails every range check, so it would be reported as out of range)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_numbers(cls, v: Any, info: Any) -> Any:
+        field = cls.model_fields.get(info.field_name)
+        if field is None or not _numeric_field(field.annotation):
+            return v
+        if type(v).__module__ == "numpy" and getattr(v, "ndim", None) == 0:
+            return v.item()  # a NumPy scalar computed by code is its Python number (np.bool_ stays refused)
+        if isinstance(v, str):
+            try:
+                finite = math.isfinite(float(v))
+            except ValueError:
+                return v
+            if not finite:  # `lr=nan` / `lr=inf` on the command line: text, not YAML's .nan
+                raise ValueError("must be finite")
+        return v
 
 
 class SizesConfig(Section):
@@ -449,15 +479,28 @@ def join_uri(base: str, *parts: str) -> str:
 
 
 # --- loading and overrides -------------------------------------------------------------------
+#: pydantic's wording replaced where it misleads (a strict type refusal reads "valid integer")
+_MESSAGES = {"int_type": "must be an integer", "float_type": "must be a number", "finite_number": "must be finite",
+             "bool_type": "must be true or false", "string_type": "must be a string"}
+
+
+def _union_member(part: str) -> bool:
+    """A location part pydantic adds for a member of a union (``int``, ``dict[str,float]``, ...)."""
+    return part in ("int", "float", "str", "bool", "none") or "[" in part
+
+
 def _format_error(exc: ValidationError, model: type[BaseModel]) -> str:
-    lines = []
+    lines: list[str] = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        # one message per key, not one per member of its union
+        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and _union_member(p)))
+        if any(line.startswith(f"{loc}: ") for line in lines):
+            continue
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, err["loc"][:-1])
             lines.append(f"{loc}: unknown key (allowed: {', '.join(allowed)})")
         else:
-            msg = err["msg"].removeprefix("Value error, ")
+            msg = _MESSAGES.get(err["type"]) or err["msg"].removeprefix("Value error, ")
             got = err.get("input")
             shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
             lines.append(f"{loc}: {msg}{shown}" if loc else msg)
@@ -475,6 +518,61 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with two fixes for configs.
+
+    * Floats are read as YAML 1.2 writes them: ``1e-4`` and ``1E5`` are numbers (YAML 1.1, which
+      PyYAML follows, needs a dot and a signed exponent: ``1.0e-4``), so a strict float field
+      accepts what a user types.
+    * Duplicate keys are refused by :func:`load_yaml` (YAML 1.2 requires unique keys; PyYAML keeps
+      the last value silently).
+    """
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _duplicate_keys(node: yaml.Node, path: str, source: str, seen: set[int]) -> None:
+    """Raise on the first mapping (at any depth) that repeats a key, naming it and both lines."""
+    if id(node) in seen:  # an alias of a node already checked (or a recursive anchor)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[Any, tuple[int, int]] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` keys override by design
+                continue
+            key = (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            name = f"{path}.{key_node.value}" if path else str(key_node.value)
+            mark = key_node.start_mark
+            if key in first:
+                (l0, c0), l1, c1 = first[key], mark.line + 1, mark.column + 1
+                where = f"lines {l0} and {l1}" if l0 != l1 else f"line {l1}, columns {c0} and {c1}"
+                raise ConfigError(f"{source}: duplicate key {name} ({where})")
+            first[key] = (mark.line + 1, mark.column + 1)
+            _duplicate_keys(value_node, name, source, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _duplicate_keys(item, f"{path}[{i}]", source, seen)
+
+
+def load_yaml(text: str, source: str, path: str = "") -> Any:
+    """Parse one YAML document with :class:`ConfigLoader`; a repeated key is a :class:`ConfigError`
+    naming ``source``, the dotted key (under ``path``) and the lines of both occurrences."""
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _duplicate_keys(node, path, source, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``["train.epochs=5", "data.forget=class:3"]`` -> nested dict (values parsed as YAML scalars)."""
     out: dict[str, Any] = {}
@@ -483,7 +581,7 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
         if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w.]*", key):
             raise ConfigError(f"override {item!r} must look like section.key=value")
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
+            value = load_yaml(raw, f"override {item!r}", key) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
         node = out
@@ -513,7 +611,7 @@ def read_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = load_yaml(p.read_text(), f"config file {path}") or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
