@@ -87,5 +87,5 @@ def ray_local():
 
 
 def tiny_overrides(tmp_path: Path, *extra: str) -> list[str]:
-    """Overrides that make the digits experiment take seconds."""
-    return [f"storage={tmp_path}", "train.epochs=8", *extra]
+    """Overrides that make the digits experiment take seconds (methods at their papers' step counts)."""
+    return [f"storage={tmp_path}", "train.epochs=8", "unlearn.min_steps=0", *extra]

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import pandas as pd
+
 from expunge.cli import main
 from expunge.store import Store
 
-FAST = ["train.epochs=6", "audit.shadows=1", "unlearn.methods=[retrain,{name: finetune, params: {epochs: 2}},ga]"]
+FAST = ["train.epochs=6", "audit.shadows=1", "unlearn.min_steps=0", "unlearn.methods=[retrain,{name: finetune, params: {epochs: 2}},ga]"]
 
 
 def run_cli(argv, capsys):
@@ -26,39 +29,51 @@ def artifacts(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("manifest.json"))
 
 
+def demo_run_dir(err: str) -> Path:
+    """The demo's first run directory, as its last lines name them."""
+    line = next(x for x in err.splitlines() if x.startswith("run directories: "))
+    return Path(line.split(": ", 1)[1].split(", ")[0])
+
+
 def test_demo_local_table_and_reuse(tmp_path, capsys):
     code, out, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)
     assert code == 0, err
     for col in ("UA", "RA", "TA", "RTE_s", "retrain", "finetune", "ga", "original"):
         assert col in out
-    run = tmp_path / "digits"
+    run = demo_run_dir(err)
+    assert run.parent == tmp_path
     assert f"run directory: {run}" in err and "summary.md" in err
     store = Store(str(run))
     table = store.get("audit", "results", verify=True).read("leaderboard.csv")
     assert set(table["method"]) == {"original", "retrain", "finetune", "ga"}
     assert table.loc[table.method == "original", "TA"].item() >= 85.0
     orig = store.get("models", "original").manifest
-    # a rerun reuses every stored model: same content hash, same creation time
+    assert "reused models/" not in err
+    # a rerun reuses every stored model (same content hash, same creation time), and says so
     code, _, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)
     assert code == 0, err
+    assert f"reused models/original (stored {orig['created']})" in err
     again = store.get("models", "original").manifest
     assert (again["created"], again["content_hash"]) == (orig["created"], orig["content_hash"])
     assert "original: epoch" not in err
 
 
 def test_changed_config_is_refused_then_rebuilt(tmp_path, capsys):
-    assert run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)[0] == 0
+    code, _, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)
+    assert code == 0, err
+    run = demo_run_dir(err)
     code, _, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST, "train.lr=0.02"], capsys)
     assert code == 2 and "models/original" in err and "config.train.lr: stored 0.05, requested 0.02" in err
     assert len(err.strip().splitlines()) == 1
     code, _, err = run_cli(["demo", "--local", "--rebuild", f"storage={tmp_path}", *FAST, "train.lr=0.02"], capsys)
     assert code == 0, err
-    assert Store(str(tmp_path / "digits")).get("models", "original").manifest["config"]["train"]["lr"] == 0.02
+    assert Store(str(run)).get("models", "original").manifest["config"]["train"]["lr"] == 0.02
 
 
 def test_corrupt_artifact_is_refused_by_name(tmp_path, capsys):
-    assert run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)[0] == 0
-    weights = tmp_path / "digits" / "models" / "original" / "weights.safetensors"
+    code, _, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)
+    assert code == 0, err
+    weights = demo_run_dir(err) / "models" / "original" / "weights.safetensors"
     data = bytearray(weights.read_bytes())
     weights.write_bytes(bytes(data[: len(data) // 2]))
     code, _, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)
@@ -102,6 +117,91 @@ def test_info_lists_registries(capsys):
     for name in ("digits", "synthetic", "cifar10", "imagefolder", "cnn", "resnet18", "vit", "fastnet",
                  "retrain", "finetune", "ga", "accuracy", "search space"):
         assert name in out
+    lines = out.splitlines()
+    section = lines[lines.index("datasets:") + 1:lines.index("models:")]
+    assert [line.split()[0] for line in section].count("hf") == 1 and not any("hf:<name>" in x for x in section)
+    # relearn is an audit.metrics name the configs use, though not a registered metric
+    metrics = lines[next(i for i, x in enumerate(lines) if x.startswith("metrics")):]
+    relearn = next(x for x in metrics if x.split()[0] == "relearn")
+    assert "PRU" in relearn and "RCD" in relearn
+    # retrain trains with the original's recipe: its own Config defaults are not listed as its params
+    retrain = lines[next(i for i, x in enumerate(lines) if x.split()[:1] == ["retrain"]) + 1]
+    assert "uses the original's train recipe" in retrain and "lr=" not in retrain, retrain
+
+
+def test_dry_run_shows_what_retrain_trains_with(capsys):
+    code, out, err = run_cli(["run", "configs/experiments/digits.yaml", "--dry-run", "train.lr=0.07",
+                              "train.epochs=12", "unlearn.methods=[retrain, {name: retrain, params: {epochs: 3, "
+                              "lr: 0.5}}, retrain+cpu, finetune]"], capsys)
+    assert code == 0, err
+    stages = {}
+    for line in out.splitlines():
+        name, _, what = line.strip().partition("  ")
+        stages.setdefault(name, []).append(what.strip())
+    first, second = stages["unlearn retrain"]
+    assert "uses the original's train recipe" in first and "12 epochs" in first and "lr 0.07" in first
+    assert "3 epochs" in second and "lr 0.07" in second and "ignored: lr=0.5" in second
+    (cpu,) = stages["unlearn retrain+cpu"]
+    assert "epochs=12 (train)" in cpu and "lr=0.07 (train)" in cpu and "delta=0.01" in cpu
+    (ft,) = stages["unlearn finetune"]
+    assert "lr=0.01" in ft and "(train)" not in ft
+
+
+def test_help_claims_no_run_times(capsys):
+    """Run times depend on the machine; --help states none (the README gives measured ones)."""
+    from expunge.cli import FORWARDED, build_parser
+
+    texts = [build_parser().format_help()]
+    for name, sub in build_parser()._subparsers._group_actions[0].choices.items():
+        if name not in FORWARDED:
+            texts.append(sub.format_help())
+    texts += [text for _, text in FORWARDED.values()]
+    for text in texts:
+        assert not re.search(r"\b(seconds?|minutes?|hours?)\b(?! of)", text, re.I), text
+
+
+def test_run_prints_a_selection_and_says_what_it_reused(tmp_path, capsys):
+    from expunge.report.leaderboard import SHOWN
+
+    argv = ["run", "configs/experiments/digits.yaml", "--local", f"storage={tmp_path}", *FAST]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    header = out.strip().splitlines()[0].split()
+    assert header == [c for c in SHOWN if c in header] and "UA" in header and "avg_gap" in header
+    assert {f"{a}_forget_vs_heldout_auc" for a in ("lira", "rmia", "iam")} <= set(header)
+    assert "gap_UA" not in out and "lira_binui_auc_ci_low" not in out
+    full = tmp_path / "digits" / "audit" / "results" / "leaderboard.csv"
+    assert f"every column: {full}" in err and full.is_file()
+    assert len(pd.read_csv(full).columns) > len(header)
+    assert "reused models/" not in err  # everything was made by this run
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    store = Store(str(tmp_path / "digits"))
+    created = store.get("models", "original").manifest["created"]
+    reused = [line for line in err.splitlines() if line.startswith("reused ")]
+    assert f"reused models/original (stored {created})" in reused
+    # once per model, though every unlearning stage reads the original again
+    assert len(reused) == len(set(reused)) == len(store.keys("models"))
+
+
+def test_an_unlearning_worker_does_not_repeat_the_reused_original(tmp_path, capsys, monkeypatch):
+    """A Ray worker process running one unlearning stage reads the original as its input: the
+    original stage said it was reused, so the worker says only its own (output) model."""
+    from expunge.config import load_config
+    from expunge.experiment import Experiment
+
+    overrides = [f"storage={tmp_path}", *FAST]
+    assert run_cli(["run", "configs/experiments/digits.yaml", "--local", *overrides], capsys)[0] == 0
+    monkeypatch.setenv("EXPUNGE_RUN_STARTED", "9999-12-31T23:59:59Z")  # a later command
+    monkeypatch.setattr(Experiment, "_models_said", set())  # a fresh worker process
+    cfg = load_config("configs/experiments/digits.yaml", overrides)
+    ex = Experiment(cfg)
+    spec = next(s for s in cfg.unlearn.methods if s.name == "finetune")
+    art = ex.unlearn(spec)
+    reused = [line for line in capsys.readouterr().err.splitlines() if line.startswith("reused ")]
+    assert reused == [f"reused models/{art.key} (stored {art.manifest['created']})"]
+    ex.original()  # the original stage itself (here: the same process, after its input read) says it
+    assert "reused models/original (stored " in capsys.readouterr().err
 
 
 def test_console_script_exit_code_and_one_line(tmp_path):

@@ -148,3 +148,15 @@ def test_numpy_scalars_from_code_are_plain_numbers():
     assert type(cfg.train.epochs) is int and type(cfg.train.lr) is float
     with pytest.raises(ValueError, match="valid integer"):
         cfg.seed = np.bool_(True)
+
+
+def test_unlearn_min_steps_fills_every_method_that_has_it_unless_set():
+    cfg = load_config(None, ["unlearn.min_steps=0",
+                             "unlearn.methods=[retrain, ga, {name: finetune, params: {min_steps: 50}}]"])
+    params = {m.name: m.params for m in cfg.unlearn.methods}
+    assert params["ga"] == {"min_steps": 0} and params["finetune"] == {"min_steps": 50}
+    assert params["retrain"] == {}  # its own procedure: no shared-loop step rule
+    default = load_config(None, ["unlearn.methods=[ga]"])
+    assert default.unlearn.methods[0].params == {}
+    with pytest.raises(ConfigError, match="unlearn.min_steps"):
+        load_config(None, ["unlearn.min_steps=-1"])

@@ -24,6 +24,7 @@ from expunge.report.cr_alpha import cr_against_alpha
 from expunge.report.html import render_html
 from expunge.report.leaderboard import best_marks
 from expunge.report.markdown import render_markdown
+from expunge.report.sections import leaderboard_section, roc_section
 from expunge.report.timings import recorded_config, run_timings, stage_timer
 from expunge.store import Store
 
@@ -95,6 +96,9 @@ def test_digits_report_has_every_section(digits_run, capsys, tmp_path):
     # leaderboard: both headline tables, the gap columns, the best mark, and the rule explained
     assert "gap_UA" in html and "avg_gap" in html and "\u2605" in html and "smallest gap to retrain" in html
     assert "**" in md and "| method |" in md
+    # each BinUI AUC with its bootstrap interval, in both renderings
+    interval = r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]"
+    assert re.search(rf"<td>{interval}</td>", html) and re.search(rf"\| {interval} \|", md)
     # ROC over LiRA, RMIA and IAM; histograms of IAM scores; CR; RCD
     for text in ("LiRA", "RMIA", "IAM", "BinUI", "IAM score histograms", "CR against alpha per model", "RCD"):
         assert text in html, text
@@ -134,6 +138,16 @@ def test_class_forgetting_report_shows_relearn_curves(class_run):
     assert "relearn_pru.png" in out["figures"] and "relearn_rcd.png" not in out["figures"]
     assert "PRU protocol" in html and "forgotten class" in html and "relearn_acc@10" in html
     assert "test_forget" in html  # CR's class-wise protocol
+    # relearn_acc@k is a percentage, like UA and forget_class_TA: 100 x the stored curve's accuracy
+    run = load_run(res["run_dir"])
+    board = run.leaderboard.set_index("model")
+    checked = 0
+    for key, curve in run.relearn_curves.items():
+        for epoch, acc in zip(curve["epoch"], curve["acc"]["forget_class_test"]):
+            if epoch > 0:
+                assert board.loc[key, f"relearn_acc@{round(epoch)}"] == pytest.approx(100 * acc, abs=1e-3)
+                checked += 1
+    assert checked >= 3 * len(run.relearn_curves) > 0
     # no attack metrics in this audit: the ROC and histogram sections say so instead of vanishing
     assert "No LiRA, RMIA or IAM scores" in html and "No IAM or RMIA per-sample scores" in html
     assert len(_images(html)) == len(out["figures"]) == 2
@@ -313,3 +327,147 @@ def test_digits_report_renders_in_chromium(digits_run, tmp_path):
     res = browser_probe(html, tmp_path)
     assert res["total"] == 4 and res["broken"] == []
     assert res["sections"] == [title for _, title, _ in SECTIONS]
+
+
+# --- a synthetic audit with many methods (fast) ---------------------------------------------------
+N_METHODS = 17  # 19 models with the original and retrain, as `expunge demo` audits
+
+
+@pytest.fixture
+def crowded_run(tmp_path):
+    """An audited run of the original, retrain and 17 methods: leaderboard with AUC intervals and
+    per-sample LiRA scores; ``m00`` left the model unchanged (UA, RA, TA, MIA-efficacy = original's)."""
+    rng = np.random.default_rng(0)
+    store = Store(str(tmp_path / "crowded"))
+    keys = ["original", "retrain", *[f"m{i:02d}" for i in range(N_METHODS)]]
+    for key in keys:
+        store.put("models", key, {"history.json": []}, method=key)
+    rows = []
+    for i, key in enumerate(keys):
+        auc = 0.5 + 0.01 * i
+        row = {"model": key, "method": key, "UA": 2.0 + i, "RA": 99.0 - 0.1 * i, "TA": 97.0 - 0.1 * i,
+               "MIA_efficacy": 5.0 + i, "RTE_s": 10.0 - 0.5 * i, "lira_binui_auc": auc,
+               "lira_binui_auc_ci_low": auc - 0.05, "lira_binui_auc_ci_high": auc + 0.04}
+        if key == "m00":  # did not change the model: fastest and "closest" to retrain, but not a winner
+            row.update({c: rows[0][c] for c in ("UA", "RA", "TA", "MIA_efficacy")}, RTE_s=0.01)
+        rows.append(row)
+    board = pd.DataFrame(rows)
+    ref = board.set_index("method").loc["retrain"]
+    for c in ("UA", "RA", "TA", "MIA_efficacy", "lira_binui_auc"):
+        board[f"gap_{c}"] = (board[c] - ref[c]).abs()
+    board["avg_gap"] = board[[f"gap_{c}" for c in ("UA", "RA", "TA", "MIA_efficacy")]].mean(axis=1)
+    scores = {}
+    for i, key in enumerate(keys):
+        scores[f"{key}__lira__lira_retain.npy"] = rng.normal(0.05 * i, 1, 60)
+        scores[f"{key}__lira__lira_forget.npy"] = rng.normal(0, 1, 30)
+    store.put("audit", "results", {"leaderboard.parquet": board, **scores},
+              config={"models": keys, "audit": {"metrics": ["accuracy", "lira"], "shadows": 1}})
+    return load_run(str(tmp_path / "crowded")), board
+
+
+def test_unchanged_method_is_never_marked_best(crowded_run):
+    from expunge.report.leaderboard import unchanged
+
+    run, board = crowded_run
+    assert board.loc[unchanged(board), "method"].tolist() == ["m00"]
+    marks = best_marks(board)
+    row = board.index[board["method"] == "m00"][0]
+    assert all(row not in rows for rows in marks.values()), marks
+    # m00 is the fastest and has the original's gaps, smaller than any other method's: the marks go to the
+    # next best instead
+    assert marks["avg_gap"] == frozenset({3})
+    assert marks["RTE_s"] == frozenset({int(board["RTE_s"].where(board["method"] != "m00").idxmin())})
+    # the headline tables mark a subset of columns: the check still reads the full rows
+    section = leaderboard_section(run)
+    tables = [b for b in section.blocks if isinstance(b, Table)]
+    assert tables and all(row not in rows for t in tables for rows in t.marks.values())
+    notes = " ".join(b.text for b in section.blocks if isinstance(b, Paragraph))
+    assert "unchanged from the original" in notes and "m00" in notes
+    # no original row: nothing to compare with, so nothing is excluded
+    assert not unchanged(board[board["method"] != "original"]).any()
+
+
+def test_leaderboard_shows_auc_with_its_interval(crowded_run):
+    from expunge.report.leaderboard import with_intervals
+
+    run, board = crowded_run
+    cell = with_intervals(board[["method", "lira_binui_auc"]], board).loc[2, "lira_binui_auc"]
+    assert cell == "0.520 [0.470, 0.560]"
+    no_ci = board.assign(lira_binui_auc_ci_low=np.nan)
+    assert with_intervals(board[["lira_binui_auc"]], no_ci).loc[2, "lira_binui_auc"] == "0.520"
+    sections = [leaderboard_section(run)]
+    md, html = render_markdown("T", "S", sections), render_html("T", "S", sections)
+    headline = next(b for b in sections[0].blocks if isinstance(b, Table) and "lira_binui_auc" in b.frame)
+    assert headline.frame["lira_binui_auc"].tolist()[:2] == ["0.500 [0.450, 0.540]", "0.510 [0.460, 0.550]"]
+    assert "| 0.520 [0.470, 0.560] |" in md and "<td>0.520 [0.470, 0.560]</td>" in html  # aligned as a number
+
+
+def test_roc_of_19_models_draws_the_best_few_and_lists_the_rest(crowded_run):
+    from expunge.report.sections import ROC_METHODS, drawn_models
+
+    run, board = crowded_run
+    section = roc_section(run)
+    rest = next(b for b in section.blocks if isinstance(b, Table) and "Not drawn" in b.caption)
+    drawn = drawn_models(run.audited, {k: run.method(k) for k in run.audited},
+                         dict(zip(board["model"], board["avg_gap"])))
+    best = board[~board["method"].isin(["original", "retrain"])].nsmallest(ROC_METHODS, "avg_gap")["model"]
+    assert drawn == [k for k in run.audited if k in {"original", "retrain", *best}]
+    assert sorted(rest.frame["method"]) == sorted(set(run.audited) - set(drawn))
+    assert len(rest.frame) == N_METHODS - ROC_METHODS and "lira_binui_auc" in rest.frame
+    fig = next(b for b in section.blocks if isinstance(b, Figure))
+    assert "others are in the table below" in fig.caption
+
+
+def test_drawn_models_order_and_missing_gaps():
+    from expunge.report.sections import drawn_models
+
+    keys = ["original", "retrain", "a", "b", "c", "d"]
+    methods = {k: k for k in keys}
+    assert drawn_models(keys, methods, {"a": 3.0, "b": np.nan, "c": 1.0, "d": 2.0}, k=2) == ["original", "retrain",
+                                                                                           "c", "d"]
+    assert drawn_models(keys, methods, {}, k=3) == ["original", "retrain", "a", "b", "c"]  # audit order
+    assert drawn_models(keys, methods, {}, k=10) == keys
+
+
+def test_roc_legend_is_outside_every_axes():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from expunge.report import figures
+
+    labels = ["original", "retrain", *[f"boundary_expanding_{i}" for i in range(5)]]  # long names
+    x = np.linspace(0.01, 1, 50)
+    curves = {a: {label: (x, np.sqrt(x), 0.6) for label in labels} for a in ("LiRA", "RMIA", "IAM")}
+    fig = figures.roc_plot(curves, figures.styles(labels, labels), 100, 100)
+    FigureCanvasAgg(fig).draw()
+    legends = [ax.get_legend() for ax in fig.axes]
+    assert all(leg is not None and len(leg.get_texts()) == len(labels) + 1 for leg in legends)  # + chance
+    boxes = [leg.get_window_extent() for leg in legends]
+    for i, box in enumerate(boxes):
+        for ax in fig.axes:  # neither over any panel nor over its axis label
+            assert not box.overlaps(ax.get_window_extent()) and not box.overlaps(ax.xaxis.label.get_window_extent())
+        assert not any(box.overlaps(other) for other in boxes[i + 1:])
+    assert figures.roc_figure(curves, figures.styles(labels, labels), 100, 100).startswith(b"\x89PNG")
+
+
+def test_relearn_accuracy_is_a_percentage_like_the_other_accuracies():
+    from expunge.audit.stage import is_percent, to_percent
+    from expunge.sweep.objective import trial_row
+
+    raw = {"UA": 0.25, "relearn_acc@1": 0.125, "relearn_acc@10": 0.5, "rcd_steps": 40.0}
+    table = to_percent(pd.DataFrame([raw]))
+    assert table.loc[0, "relearn_acc@10"] == 50.0 and table.loc[0, "UA"] == 25.0 and table.loc[0, "rcd_steps"] == 40
+    # a sweep trial reads the same units as the leaderboard (so gaps to retrain's row are consistent)
+    row = trial_row(raw, {"relearn_acc@10": 40.0}, {"relearn_acc@10": 90.0})
+    assert row["relearn_acc@10"] == 50.0 and row["gap_relearn_acc@10"] == 10.0 and row["relearn_acc@10_drop"] == 40.0
+    assert is_percent("relearn_acc@5") and not is_percent("rcd_steps") and not is_percent("rcd_reached")
+
+
+def test_terminal_selection_puts_forget_vs_heldout_after_the_binui_aucs():
+    from expunge.report.leaderboard import SHOWN, shown_columns
+
+    attacks = ("lira", "rmia", "iam")
+    binui = [SHOWN.index(f"{a}_binui_auc") for a in attacks]
+    fvh = [SHOWN.index(f"{a}_forget_vs_heldout_auc") for a in attacks]
+    assert fvh == list(range(max(binui) + 1, max(binui) + 4)), SHOWN
+    table = pd.DataFrame(columns=["gap_UA", "iam_forget_vs_heldout_auc", "method", "lira_binui_auc_ci_low", "UA"])
+    assert shown_columns(table) == ["method", "UA", "iam_forget_vs_heldout_auc"]

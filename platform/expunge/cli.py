@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from typing import Callable
 
 from expunge.errors import ExpungeError
 
+#: the environment variable holding when the running command started (UTC, as manifests' ``created``)
+RUN_STARTED = "EXPUNGE_RUN_STARTED"
+
 EXAMPLES = """examples:
-  expunge demo                                    # digits: every method, one table; a few minutes on CPU
+  expunge demo                                    # digits: every method, one table (runs on a CPU)
   expunge run configs/experiments/digits.yaml train.epochs=10 data.forget=class:3
   expunge train configs/experiments/digits.yaml model.name=mlp --local
   expunge unlearn --method finetune+cpu --forget class:3 method.lam=0.5 method.epochs=5
@@ -32,9 +37,7 @@ def _config_command(module: str, runner: str) -> Callable[[argparse.Namespace], 
         from expunge.config import load_config
         from expunge.jobs.common import dry_run, find_config, single_seed, start_ray
 
-        cfg = load_config(find_config(args.config), args.overrides)
-        if module != "jobs.pipeline":  # only the whole experiment repeats per seed
-            single_seed(cfg, f"expunge {args.command}")
+        cfg = single_seed(load_config(find_config(args.config), args.overrides), args.command)
         if dry_run(args, cfg):
             return 0
         getattr(importlib.import_module(f"expunge.{module}"), runner)(cfg, args.rebuild, start_ray(args))
@@ -48,6 +51,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from expunge.jobs.demo import run_demo
 
     run_demo(args.overrides, args.rebuild, False if args.dry_run else start_ray(args), dry_run=args.dry_run)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """``expunge run``: the pipeline, then the terminal's selection of its leaderboard and where the
+    whole table is (the leaderboard has over a hundred columns: too wide to read in a terminal)."""
+    from expunge.config import load_config
+    from expunge.jobs.common import dry_run, find_config, start_ray
+    from expunge.jobs.pipeline import run_pipeline
+    from expunge.report.leaderboard import print_shown
+
+    cfg = load_config(find_config(args.config), args.overrides)
+    if dry_run(args, cfg):
+        return 0
+    if cfg.seeds is not None:  # prints the cross-seed summary itself
+        run_pipeline(cfg, args.rebuild, start_ray(args))
+        return 0
+    res = run_pipeline(cfg, args.rebuild, start_ray(args), print_table=False)
+    print_shown(res["table"], f"{res['audit']}/leaderboard.csv")
     return 0
 
 
@@ -76,16 +98,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print("datasets:")
     for name, doc in DATASETS.describe().items():
         print(f"  {name:<12} {doc}")
-    print("  hf:<name>    any Hugging Face `datasets` image dataset (local path, or hub name when online)")
     print("models:")
     for name, doc in MODELS.describe().items():
         print(f"  {name:<12} {doc}")
+    from expunge.jobs.plan import method_settings
+
     print("unlearning methods:")
     for name in METHODS.names():
         cls = METHODS.get(name)
         print(f"  {name:<12} {METHODS.describe()[name]}")
-        params = ", ".join(f"{k}={v.default!r}" for k, v in cls.Config.model_fields.items())
-        print(f"  {'':<12}   params: {params}")
+        print(f"  {'':<12}   params: {method_settings(name)}")
         space = cls.Config.search_space()
         if space:
             print(f"  {'':<12}   search space: " + ", ".join(f"{k}~{d.kind}{list(d.args)}" for k, d in space.items()))
@@ -95,10 +117,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for name in RECIPES.names():
         preset = RECIPES.get(name)
         print(f"  {name:<18} {', '.join(f'{k}={v}' for k, v in preset.items()) or 'the defaults'}")
-    print("metrics:")
+    from expunge.audit.stage import relearn_summary
+
+    print("metrics (audit.metrics):")
     for name in METRICS.names():
         m = METRICS.get(name)
         print(f"  {name:<12} {m.doc.splitlines()[0] if m.doc else ''} (reads: {', '.join(m.requires)})")
+    # not a registered metric: the audit stage attacks the model itself (expunge.audit.stage.audit_values)
+    relearn_doc = " ".join((relearn_summary.__doc__ or "").split("Returns")[0].split())
+    print(f"  {'relearn':<12} {relearn_doc} (reads: the model's weights; fine-tunes a copy)")
     from expunge.llm.attacks import ATTACKS
     from expunge.llm.unlearn import LLM_METHODS
 
@@ -135,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("demo", _cmd_demo, "the showcase on embedded digits: every method (random 10%%; PRU on class 3), one table",
         config=False)
-    add("run", _config_command("jobs.pipeline", "run_pipeline"), "run an experiment config end to end (original -> unlearning methods -> table)",
+    add("run", _cmd_run, "run an experiment config end to end (original -> unlearning methods -> table)",
         config=True)
     add("train", _config_command("jobs.original", "run_original"), "train (or reuse) the original model of a config", config=True)
     add("fleet", _config_command("distributed.fleet", "run_fleet"), "train K models of one kind in parallel (fleet.kind, fleet.size, fleet.policy)",
@@ -168,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: commands whose arguments belong to their job's own parser (``expunge llm-audit --help`` shows them)
 FORWARDED = {
     "llm-demo": ("expunge.jobs.llm_demo", "the language-model showcase: train a tiny GPT-2 with canaries, unlearn "
-                                          "half, audit every attack (no download; minutes on a CPU)"),
+                                          "half, audit every attack (no download; runs on a CPU)"),
     "llm-audit": ("expunge.jobs.llm_audit", "audit Hugging Face causal LMs: --target, --fit, --reference, --data "
                                             "(loss, zlib, Min-K%%, Min-K%%++, ratio, LiRA / RMIA / IAM online)"),
     "reproduce": ("expunge.jobs.reproduce", "test each seed paper's claim over several seeds on embedded data and "
@@ -186,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in FORWARDED:
         return importlib.import_module(FORWARDED[argv[0]][0]).main(argv[1:])
     args = parse_with_overrides(build_parser(), argv)
+    # when this command started: a stage that finds a model stored before then says it reused it
+    # (Experiment._fetch); Ray workers started by this command inherit it
+    previous = os.environ.get(RUN_STARTED)
+    os.environ[RUN_STARTED] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
         return args.fn(args)
     except ExpungeError as exc:
@@ -197,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `expunge ... | head`: the reader left; not an error worth a traceback
         sys.stdout = None
         return 141
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_STARTED, None)
+        else:
+            os.environ[RUN_STARTED] = previous
 
 
 if __name__ == "__main__":

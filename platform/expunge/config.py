@@ -185,6 +185,10 @@ class MethodSpec(Section):
 
 class UnlearnConfig(Section):
     methods: list[MethodSpec] = Field(default_factory=list)
+    #: the fewest optimiser steps of every shared-loop method (``shared_loop``) whose ``params`` do not set it
+    #: (``expunge.unlearn.base``): None keeps each method's default (200), 0 runs every paper's step
+    #: count as it is; written into each method's params, so it is part of every artifact's identity
+    min_steps: int | None = Field(None, ge=0, le=1_000_000)
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -202,6 +206,19 @@ class UnlearnConfig(Section):
             except ExpungeError as exc:
                 raise ValueError(str(exc)) from None
         return v
+
+    @model_validator(mode="after")
+    def _apply_min_steps(self) -> "UnlearnConfig":
+        if self.min_steps is None:
+            return self
+        from expunge.unlearn import METHODS
+
+        specs = [spec if "min_steps" in spec.params or not METHODS.get(spec.name).shared_loop
+                 else spec.model_copy(update={"params": {**spec.params, "min_steps": self.min_steps}})
+                 for spec in self.methods]
+        # object.__setattr__: assignment validation would run this validator again
+        object.__setattr__(self, "methods", specs)
+        return self
 
 
 class AuditConfig(Section):

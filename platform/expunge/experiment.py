@@ -104,7 +104,19 @@ class Experiment:
     # --- store access ------------------------------------------------------------------------
     def _fetch(self, kind: str, key: str, expect: dict[str, Any],
                build: Callable[[], tuple[dict[str, Any], dict[str, Any]]]) -> Artifact:
-        """The stored artifact if it matches ``expect``; else build and store it (or refuse)."""
+        """The stored artifact if it matches ``expect``; else build and store it (or refuse).
+
+        A reused model is said once per command and process, ``reused models/<key> (stored <when>)``,
+        unless this process made it, or it was made after the command started (``EXPUNGE_RUN_STARTED``,
+        set by ``expunge.cli.main``): by this same run, in another Ray worker. A stage reading the
+        original as its input (:meth:`unlearn`) does not say it: the original stage did, possibly in
+        another process; the set of models already said keeps other repeats to one line."""
+        import os
+
+        started = os.environ.get("EXPUNGE_RUN_STARTED", "")
+        said = Experiment.__dict__.get("_models_said")
+        if said is None:
+            said = Experiment._models_said = set()
         try:
             art = self.store.get(kind, key, expect=expect, verify=True)
         except ArtifactError:
@@ -113,10 +125,20 @@ class Experiment:
             if self.verbose:
                 log(f"rebuilding {kind}/{key}")
             art = None
-        if art is not None:
+        reused = art is not None
+        if not reused:
+            files, extra = build()
+            art = self.store.put(kind, key, files, replace=True, **{**expect, **extra})
+        if kind != "models":
             return art
-        files, extra = build()
-        return self.store.put(kind, key, files, replace=True, **{**expect, **extra})
+        mark = (started, self.store.uri, key, art.manifest["content_hash"])
+        created = art.manifest.get("created", "")
+        quiet = getattr(self, "_reading_input", False)
+        if reused and self.verbose and not quiet and mark not in said and (not started or created < started):
+            log(f"reused {kind}/{key} (stored {created or 'at an unknown time'})")
+        if not (reused and quiet):
+            said.add(mark)
+        return art
 
     def model_factory(self) -> nn.Module:
         m = self.cfg.model
@@ -264,7 +286,14 @@ class Experiment:
         method_cls = METHODS.get(spec.name)
         mcfg = method_cls.parse_config(spec.params)
         method_cls.check(self.plan, mcfg)
-        original = original or self.original()
+        if original is None:
+            # the stage's input, not its output: the original stage already said whether it reused it
+            # (in another Ray worker, which this process's set of models already said cannot know)
+            self._reading_input = True
+            try:
+                original = self.original()
+            finally:
+                self._reading_input = False
         seed = self.cfg.seed if seed is None else seed
         expect = {**self._unlearn_expect(spec, original), "seed": seed}
         key = key or self.unlearned_key(spec)

@@ -1,12 +1,12 @@
-"""Run stage functions as Ray tasks, gathering results as they finish with one progress bar."""
+"""Run stage functions as Ray tasks, gathering results as they finish, with one progress display
+(a bar on a terminal, one line per finished task in logs: :mod:`expunge.progress`)."""
 from __future__ import annotations
 
 import time
 from typing import Any, Callable, Sequence
 
-from tqdm.auto import tqdm
-
 from expunge.errors import ExpungeError
+from expunge.progress import progress
 
 
 def run_tasks(fn: Callable[..., Any], calls: Sequence[dict[str, Any]], *, num_cpus: float = 1,
@@ -17,12 +17,11 @@ def run_tasks(fn: Callable[..., Any], calls: Sequence[dict[str, Any]], *, num_cp
     Without Ray the calls run one after another in this process: the same code path the GPU
     benchmark machine (which has no Ray) uses.
     """
-    bar = tqdm(total=len(calls), desc=desc, unit=unit, leave=True, dynamic_ncols=True)
+    bar = progress(len(calls), desc, unit)
     start = time.perf_counter()
 
     def tick() -> None:
-        bar.update(1)
-        bar.set_postfix_str(f"{3600 * bar.n / max(1e-9, time.perf_counter() - start):.0f} {unit}s/hour")
+        bar.advance(f"{3600 * (bar.n + 1) / max(1e-9, time.perf_counter() - start):.0f} {unit}s/hour")
 
     try:
         if not use_ray:

@@ -42,12 +42,19 @@ def styles(labels: list[str], methods: list[str]) -> dict[str, Style]:
 
 def roc_figure(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]], style: dict[str, Style],
                n_pos: int, n_neg: int) -> bytes:
+    """:func:`roc_plot` as PNG bytes."""
+    return to_png(roc_plot(curves, style, n_pos, n_neg))
+
+
+def roc_plot(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]], style: dict[str, Style],
+             n_pos: int, n_neg: int) -> Figure:
     """One log-log ROC panel per attack; ``curves[attack][label] = (fpr, tpr, auc)``.
 
     Points with FPR or TPR = 0 cannot be drawn on log axes; the axes start at the smallest nonzero
-    rate the sample sizes allow (1/n), and the diagonal is chance."""
+    rate the sample sizes allow (1/n), and the diagonal is chance. Each panel's legend sits below
+    its axes, so it never hides a curve (the caller limits how many curves a panel gets)."""
     attacks = list(curves)
-    fig = Figure(figsize=(4.2 * len(attacks), 4.0))
+    fig = Figure(figsize=(4.2 * len(attacks), 5.0), layout="constrained")
     axes = fig.subplots(1, len(attacks), squeeze=False)[0]
     lo = min(1.0 / max(n_neg, 1), 1.0 / max(n_pos, 1)) * 0.8
     for ax, attack in zip(axes, attacks):
@@ -63,9 +70,8 @@ def roc_figure(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]
         ax.set_ylabel("true positive rate (retained detected)")
         ax.set_title(f"{attack}: retained vs unlearned")
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return to_png(fig)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    return fig
 
 
 def histogram_figure(scores: dict[str, tuple[np.ndarray, np.ndarray]], reference: np.ndarray | None,

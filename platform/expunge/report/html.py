@@ -6,10 +6,14 @@ The page loads nothing from the network and needs no JavaScript (collapsed parts
 from __future__ import annotations
 
 import base64
+import re
 from functools import singledispatch
 from html import escape
 
 from expunge.report.blocks import Bullets, Code, Details, Figure, Paragraph, Section, Table, format_cell
+
+#: text cells that are numbers ("0.612 [0.550, 0.670]": an AUC with its interval) align like numbers
+NUMBER_TEXT = re.compile(r"^-?\d")
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 0 auto;
@@ -40,7 +44,7 @@ def table_html(block: Table) -> str:
         for col, value in zip(block.frame.columns, row):
             best = i in block.marks.get(col, ())
             text = escape(format_cell(value)) + (" \u2605" if best else "")
-            cls = "best" if best else ("txt" if isinstance(value, str) else "")
+            cls = "best" if best else ("txt" if isinstance(value, str) and not NUMBER_TEXT.match(value) else "")
             attrs = (f' class="{cls}"' if cls else "") + (' title="best in this column"' if best else "")
             cells.append(f"<td{attrs}>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")

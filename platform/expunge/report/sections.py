@@ -16,10 +16,13 @@ from expunge.report import figures
 from expunge.report.blocks import Block, Bullets, Details, Figure, Paragraph, Section, Table
 from expunge.report.collect import RunData
 from expunge.report.cr_alpha import ALPHAS, calibration_sizes, cr_against_alpha, feasible_alphas
-from expunge.report.leaderboard import BEST_RULES, HEADLINE, best_marks, headline_columns, ordered
+from expunge.report.leaderboard import (BEST_RULES, CHANGE_METRICS, HEADLINE, best_marks, headline_columns, ordered,
+                                        unchanged, with_intervals)
 
 #: membership attacks drawn as ROC curves: metric name -> display name
 ATTACKS = {"lira": "LiRA", "rmia": "RMIA", "iam": "IAM"}
+#: methods a ROC panel draws besides the original and retrain (the rest are listed in a table)
+ROC_METHODS = 5
 #: per-sample scores for the histograms, first available wins (IAM's are probabilities in [0, 1])
 HISTOGRAM_SCORES = ("iam", "rmia")
 NO_AUDIT = "This run has no audit results (run `expunge audit CONFIG` or `expunge run CONFIG`)."
@@ -63,18 +66,26 @@ def leaderboard_section(run: RunData) -> Section:
     has_gaps = "avg_gap" in table or any(c.startswith("gap_") for c in table)
     rules = [f"{col}: {text}" for col, text in BEST_RULES.items()]
     blocks: list[Block] = [
-        Paragraph("Methods x metrics. UA = 1 - forget accuracy, RA = retain accuracy, TA = test accuracy and "
-                  "MIA_efficacy are percentages; CR_forget = conformal coverage / set size on the forget set; "
-                  "*_binui_auc = AUC of the attack separating retained from unlearned samples; RTE_s = "
+        Paragraph("Methods x metrics. UA = 1 - forget accuracy, RA = retain accuracy, TA = test accuracy, "
+                  "MIA_efficacy and relearn_acc@k (forgotten-class test accuracy after k relearning epochs) "
+                  "are percentages; CR_forget = conformal coverage / set size on the forget set; "
+                  "*_binui_auc = AUC of the attack separating retained from unlearned samples, with its "
+                  "class-balanced bootstrap 95% interval in brackets where the audit computed one; RTE_s = "
                   "unlearning wall time. gap_<m> = |m - m(retrain)|: retraining from scratch without the "
                   "forget set is the gold standard, so smaller gaps are better."),
         Paragraph("Best per column (marked \u2605): " + "; ".join(rules) + ". Metric values themselves are not "
-                  "marked (their gap column is). The original and retrain rows never compete."),
+                  "marked (their gap column is). The original and retrain rows never compete, nor does a method "
+                  f"whose {', '.join(CHANGE_METRICS)} all equal the original's (it did not change the model)."),
     ]
+    same = table["method"][unchanged(table)].tolist()
+    if same:
+        blocks.append(Paragraph(f"Not marked, unchanged from the original ({', '.join(CHANGE_METRICS)} equal "
+                                f"to the original's): {', '.join(same)}.", note=True))
     for caption, metrics in HEADLINE.items():
-        head = table[headline_columns(table, metrics)]
-        if head.shape[1] > 1:
-            blocks.append(Table(head, best_marks(head), caption=f"{caption}; \u2605 = best."))
+        cols = headline_columns(table, metrics)
+        if len(cols) > 1:
+            blocks.append(Table(with_intervals(table[cols], table), best_marks(table, cols),
+                                caption=f"{caption}; \u2605 = best."))
     blocks.append(Details("Every column of the audit leaderboard", (Table(table, best_marks(table)),)))
     if not has_gaps:
         blocks.insert(2, Paragraph("No retrain model in this audit: no gaps to retrain, so only RTE_s is "
@@ -90,10 +101,27 @@ def _binui(run: RunData, key: str, metric: str) -> tuple[np.ndarray, np.ndarray]
     return np.r_[r, f], np.r_[np.ones(len(r), bool), np.zeros(len(f), bool)]
 
 
+def drawn_models(keys: list[str], methods: dict[str, str], avg_gap: dict[str, float],
+                 k: int = ROC_METHODS) -> list[str]:
+    """The models a ROC panel draws, in ``keys``' order: the original, retrain and the ``k`` methods
+    with the smallest avg_gap (unknown avg_gap last; ties in ``keys``' order)."""
+    fixed = [key for key in keys if methods.get(key) in ("original", "retrain")]
+    others = [key for key in keys if key not in fixed]
+    gap = {key: float(avg_gap.get(key, np.nan)) for key in others}
+    best = sorted(others, key=lambda key: (not np.isfinite(gap[key]), gap[key] if np.isfinite(gap[key]) else 0.0,
+                                           others.index(key)))[:k]
+    return [key for key in keys if key in fixed or key in best]
+
+
 def roc_section(run: RunData) -> Section:
     if run.audit is None:
         return Section("roc", "ROC curves (LiRA, RMIA, IAM)", (Paragraph(NO_AUDIT, note=True),))
     labels, style = model_labels(run), model_styles(run)
+    board = run.leaderboard
+    gaps = dict(zip(board["model"], board["avg_gap"])) if "avg_gap" in board else {}
+    drawn = drawn_models(list(labels), {k: run.method(k) for k in labels}, gaps)
+    rest = [k for k in labels if k not in drawn]
+    labels = {k: labels[k] for k in drawn}
     curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]] = {}
     skipped: list[str] = []
     n_pos = n_neg = 1
@@ -123,8 +151,14 @@ def roc_section(run: RunData) -> Section:
                   "curve above retrain's means they stand out more than never-seen samples would "
                   "(over-unlearning)."),
         Figure("roc.png", figures.roc_figure(curves, style, n_pos, n_neg),
-               "ROC of each attack per model, log-log (FPR or TPR = 0 points are off the log axes)."),
+               "ROC of each attack per model, log-log (FPR or TPR = 0 points are off the log axes)"
+               + (f": the original, retrain and the {ROC_METHODS} methods with the smallest avg_gap; the "
+                  "others are in the table below." if rest else ".")),
     ]
+    if rest:
+        blocks.append(Table(_not_drawn_table(run, rest),
+                            caption=f"Not drawn in the ROC figure (avg_gap beyond the best {ROC_METHODS}): "
+                                    "BinUI AUC [bootstrap 95% interval] per attack."))
     table = _attack_table(run)
     if table is not None:
         blocks.append(Table(table, caption="BinUI AUC, TPR at 1% FPR and TNR at 1% FNR per attack "
@@ -134,11 +168,20 @@ def roc_section(run: RunData) -> Section:
     return Section("roc", "ROC curves (LiRA, RMIA, IAM)", tuple(blocks))
 
 
+def _not_drawn_table(run: RunData, keys: list[str]) -> pd.DataFrame:
+    table = run.leaderboard
+    table = table[table["model"].isin(keys)].reset_index(drop=True)
+    cols = [c for c in ("avg_gap", *(f"{m}_binui_auc" for m in ATTACKS)) if c in table]
+    out = with_intervals(table[cols], table)
+    out.insert(0, "method", table["model"].map(model_labels(run)))
+    return out
+
+
 def _attack_table(run: RunData) -> pd.DataFrame | None:
     table = ordered(run.leaderboard)
     cols = [f"{m}_binui_{s}" for m in ATTACKS for s in ("auc", "tpr@fpr=0.01", "tnr@fnr=0.01")]
     cols = [c for c in cols if c in table]
-    return table[["method", *cols]] if cols else None
+    return with_intervals(table[["method", *cols]], table) if cols else None
 
 
 def histogram_section(run: RunData) -> Section:
@@ -214,17 +257,19 @@ def cr_section(run: RunData) -> Section:
 
 def _pru_panels(curves: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     sets = (("forget_class_test", "forgotten-class test accuracy"), ("remaining_test", "remaining-class test accuracy"))
-    return [{"title": text, "xlabel": "relearn epoch", "ylabel": "accuracy",
-             "lines": {label: (c["epoch"], c["acc"][name]) for label, c in curves.items() if name in c["acc"]}}
+    return [{"title": text, "xlabel": "relearn epoch", "ylabel": "accuracy (%)",
+             "lines": {label: (c["epoch"], 100 * np.asarray(c["acc"][name], dtype=float))
+                       for label, c in curves.items() if name in c["acc"]}}
             for name, text in sets]
 
 
 def _rcd_panels(curves: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     target = next(iter(curves.values())).get("target_acc")
     panels = [{"title": "RCD: forget accuracy while relearning", "xlabel": "SGD step on the forget set",
-               "ylabel": "forget accuracy", "lines": {label: (c["step"], c["acc"]["forget"])
-                                                      for label, c in curves.items()},
-               "hlines": {"target (tau x original)": target} if target is not None else {}}]
+               "ylabel": "forget accuracy (%)",
+               "lines": {label: (c["step"], 100 * np.asarray(c["acc"]["forget"], dtype=float))
+                         for label, c in curves.items()},
+               "hlines": {"target (tau x original)": 100 * target} if target is not None else {}}]
     dist = {label: (c["step"], c["dist_original"]) for label, c in curves.items()
             if np.isfinite(np.asarray(c.get("dist_original", []), dtype=float)).any()}
     if dist:
@@ -266,7 +311,8 @@ def relearn_section(run: RunData) -> Section:
         blocks += [Paragraph(text), Figure(name, figures.curve_figure(panels(chosen), style), caption)]
     table = _relearn_table(run)
     if table is not None:
-        blocks.append(Table(table, caption="Relearning summary from the audit leaderboard."))
+        blocks.append(Table(table, caption="Relearning summary from the audit leaderboard (relearn_acc@k in "
+                                           "percent, as in the curves)."))
     return Section("relearn", title, tuple(blocks) or (Paragraph("No relearning curves of a known protocol.",
                                                                  note=True),))
 

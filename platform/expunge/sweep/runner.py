@@ -11,6 +11,7 @@ import json
 import math
 import re
 import shutil
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,17 @@ def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
+def _typed(method: str, key: str, v: Any) -> Any:
+    """A trial's value as its method's config field takes it: the results table stores every
+    parameter column as float (NaN where another method lacks it), so an integer field's 6 reads 6.0."""
+    from expunge.unlearn import METHODS
+
+    v = _plain(v)
+    field = METHODS.get(method).Config.model_fields.get(key)
+    wants_int = field is not None and (field.annotation is int or int in typing.get_args(field.annotation))
+    return int(v) if wants_int and isinstance(v, float) and v.is_integer() else v
+
+
 def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
@@ -318,8 +330,8 @@ def tuned_methods_yaml(cfg: ExperimentConfig, table: pd.DataFrame, ok: pd.Series
     best = _best_rows(table, ok, sweep.mode)
     methods = []
     for _, row in best.iterrows():
-        params = {**fixed[row["method"]], **{k.removeprefix("param."): _plain(v) for k, v in row.items()
-                                            if k.startswith("param.") and not _missing(v)}}
+        params = {**fixed[row["method"]], **{k.removeprefix("param."): _typed(row["method"], k.removeprefix("param."), v)
+                                            for k, v in row.items() if k.startswith("param.") and not _missing(v)}}
         methods.append({"name": row["method"], "label": f"{row['method']} (tuned)", "params": params})
     missing = [m.name for m in sweep.methods if m.name not in set(best["method"])]
     trials = table.groupby("method").size().to_dict()

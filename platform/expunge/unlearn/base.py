@@ -120,6 +120,9 @@ class UnlearnMethod(ABC):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     #: forget-spec kinds the method applies to (None: all)
     forget_kinds: ClassVar[tuple[str, ...] | None] = None
+    #: whether ``run`` goes through :func:`run_loop` (so ``min_steps`` applies); False for a method
+    #: with its own procedure (retrain, SSD, Fisher, PRU)
+    shared_loop: ClassVar[bool] = True
 
     # --- configuration -----------------------------------------------------------------------
     @classmethod

@@ -144,6 +144,7 @@ class FisherForgetting(UnlearnMethod):
     """Fisher forgetting (Golatkar et al. 2020): θ ← μ + sqrt(clamp(α/F_r)) · ε, the CPU reference's recipe."""
 
     Config = FisherConfig
+    shared_loop = False
 
     def run(self, ctx: UnlearnContext, cfg: FisherConfig) -> nn.Module:
         model = copy.deepcopy(ctx.original).to(ctx.device).eval()

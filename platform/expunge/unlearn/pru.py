@@ -177,6 +177,7 @@ class PRU(UnlearnMethod):
     """PRU (Zhang et al., ACML 2024): soft-label redistribution + embedding shift, forget data only."""
 
     Config = PRUConfig
+    shared_loop = False
     forget_kinds = ("class",)
 
     @classmethod

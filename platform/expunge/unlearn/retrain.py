@@ -46,6 +46,7 @@ class Retrain(UnlearnMethod):
     """Retrain from scratch on the retain set with the original's recipe (exact unlearning)."""
 
     Config = RetrainConfig
+    shared_loop = False
 
     def run(self, ctx: UnlearnContext, cfg: RetrainConfig) -> nn.Module:
         model = ctx.model_factory().to(ctx.device)

@@ -93,6 +93,7 @@ class SSD(UnlearnMethod):
     """Selective Synaptic Dampening (Foster et al. 2024): dampen weights far more important to D_f than D."""
 
     Config = SSDConfig
+    shared_loop = False
 
     def run(self, ctx: UnlearnContext, cfg: SSDConfig) -> nn.Module:
         model = copy.deepcopy(ctx.original).to(ctx.device).eval()
