@@ -217,26 +217,30 @@ def test_console_script_exit_code_and_one_line(tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_demo_on_embedded_ray(tmp_path):
-    """The README's main command: `expunge demo` with stages as Ray tasks on a local Ray."""
+    """The README's main command, `expunge demo`, with stages as Ray tasks on a local Ray: both of its
+    experiments end to end (two methods each, to keep the suite short; the full demo is measured in the
+    README), the demo table stored, and the memorising benchmark's audit able to tell original from retrain."""
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     exe = Path(sys.executable).with_name("expunge")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "expunge.cli"]
-    res = subprocess.run([*cmd, "demo", f"storage={tmp_path}"], capture_output=True, text=True, timeout=300,
-                         env=env, cwd=tmp_path)
+    res = subprocess.run([*cmd, "demo", f"storage={tmp_path}", "unlearn.methods=[retrain,ga]"],
+                         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "retrain" in res.stdout and "finetune" in res.stdout and "UA" in res.stdout
-    table = Store(str(tmp_path / "digits")).get("audit", "results", verify=True).read("leaderboard.csv")
+    assert "retrain" in res.stdout and "ga" in res.stdout and "UA" in res.stdout
+    demo = Store(str(tmp_path)).get("demo", "summary", verify=True).read("demo.csv")
+    assert sorted(set(demo.forget)) == ["class:3", "mislabeled"]
+    table = Store(str(tmp_path / "digits_mislabeled")).get("audit", "results", verify=True).read("leaderboard.csv")
     orig = table[table.method == "original"].iloc[0]
-    assert orig.TA >= 90.0 and orig.UA <= 5.0
-    # the audit on digits (4 OUT shadows): the retrained model's forget set is at chance against held-out
-    # non-members; the original's is above it (digits generalises well, so the gap is small: measured
-    # IAM 0.60 vs 0.51; tests/test_audit.py shows the strong case on data the model memorises)
     retrain = table[table.method == "retrain"].iloc[0]
+    # the original fits the corrupted labels of its forget set; the retrained model never saw them
+    assert orig.TA >= 90.0 and orig.UA <= 5.0 and retrain.UA >= 50.0
+    # forget set vs held-out samples corrupted the same way: the original's memorisation is found (measured
+    # 0.997-1.000), the retrained model is at chance (measured 0.48-0.51; ~100 samples a side)
     for attack in ("lira", "iam"):
-        assert abs(retrain[f"{attack}_forget_vs_test_auc"] - 0.5) <= 0.1
-    assert orig.iam_forget_vs_test_auc > retrain.iam_forget_vs_test_auc
+        assert orig[f"{attack}_forget_vs_heldout_auc"] >= 0.9
+        assert abs(retrain[f"{attack}_forget_vs_heldout_auc"] - 0.5) <= 0.15
     assert retrain.avg_gap == 0.0
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from expunge.config import load_config
 from expunge.errors import ConfigError
@@ -62,6 +63,10 @@ def test_sweep_asha_best_config_reproduces(tmp_path, repo_root, ray_local):
     assert sum(k.startswith("finetune") for k in keys) == 0 and sum(k.startswith("retrain") for k in keys) == 1
 
     best = res["best"]["objective"]
+    # a trial ran in a 1-CPU Ray worker, which runs torch on one thread (Ray sets OMP_NUM_THREADS from
+    # num_cpus); float sums differ between thread counts, and over 200 steps that can flip a prediction,
+    # so the re-run uses the trial's thread count (the conftest fixture restores the count afterwards)
+    torch.set_num_threads(1)
     rerun = run_unlearn(unlearn_config(str(out / best["file"]), None, None, []), use_ray=False)
     row = rerun["table"].set_index("method").loc["finetune"]
     assert row["avg_gap"] == pytest.approx(best["value"], abs=1e-3)  # the leaderboard rounds to 3 decimals
@@ -118,3 +123,31 @@ def test_killed_trial_worker_is_retried_and_the_sweep_finishes(tmp_path, repo_ro
     ray_local.shutdown()
     monkeypatch.delenv(FAULT_ENV)
     init_ray(num_cpus=2)  # leave a clean Ray for the tests after this one
+
+
+def test_sweep_over_seeds_scores_the_mean_and_writes_seeded_configs(tmp_path, repo_root, ray_local):
+    """``seeds: [0, 1]``: each seed gets its own gold standard, every trial's objective is the mean over
+    seeds of its per-seed gaps, and the tuned config says which seeds it was scored on."""
+    import yaml
+
+    from expunge.sweep.runner import run_sweep
+
+    cfg = load_config(sweep_yaml(tmp_path / "s.yaml", repo_root, tmp_path / "runs", 2, 2),
+                      ["seeds=[0,1]", "train.epochs=4", "audit.shadows=1", "sweep.scheduler=fifo",
+                       "sweep.methods=[{name: finetune, space: {lr: {loguniform: [1.0e-3, 0.2]}, epochs: 2}}]"])
+    res = run_sweep(cfg, use_ray=True)
+    table = res["table"]
+    assert len(table) == 2 and (table["status"] == "completed").all()
+    assert (table["seeds"] == 2).all() and table["objective_std"].notna().all()
+    refs = res["references"]
+    assert sorted(refs) == [0, 1] and refs[0]["TA"] != refs[1]["TA"]  # two gold standards, not one
+    assert res["reference"]["TA"] == pytest.approx((refs[0]["TA"] + refs[1]["TA"]) / 2)
+    out = Path(res["path"])
+    assert out.parent.parent == tmp_path / "runs" / "digits"  # the cross-seed directory, beside seed-0/ and seed-1/
+    assert (tmp_path / "runs" / "digits" / "seed-1").is_dir()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and sorted(summary["reference_retrain_per_seed"]) == ["0", "1"]
+    tuned = (out / "tuned_methods.yaml").read_text()
+    assert "seeds 0, 1 (mean)" in tuned.splitlines()[0]
+    best = yaml.safe_load((out / res["best"]["objective"]["file"]).read_text())
+    assert best["seeds"] == [0, 1]  # `expunge run` on it repeats the seeds it was scored on

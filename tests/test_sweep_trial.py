@@ -8,6 +8,8 @@ from expunge.config import MethodSpec, load_config
 
 @pytest.fixture(scope="module")
 def gold(tmp_path_factory):
+    """Seeds 0 and 1, each with its original, retrained model and shadows: ``(per-seed configs, runs)``
+    with ``runs`` as the sweep driver passes them to a trial."""
     from expunge.distributed.fleet import run_fleet
     from expunge.experiment import Experiment
     from expunge.fleet.members import audit_shadow_config
@@ -16,22 +18,24 @@ def gold(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("sweep_trial")
     cfg = load_config(None, [f"storage={tmp}", "train.epochs=6", "data.sizes.shadow_pool=0.25", "audit.shadows=2",
-                             "audit.metrics=[accuracy,svc_mia,iam]"])
-    run_original(cfg, use_ray=False)
-    ex = Experiment(cfg, verbose=False)
-    ex.unlearn(MethodSpec(name="retrain"))
-    run_fleet(audit_shadow_config(cfg), use_ray=False)
-    reference, original = _reference_rows(ex, cfg.audit.metrics)
-    return cfg, reference, original
+                             "audit.metrics=[accuracy,svc_mia,iam]", "seeds=[0,1]"])
+    configs, runs = cfg.per_seed_configs(), []
+    for c in configs:
+        run_original(c, use_ray=False)
+        ex = Experiment(c, verbose=False)
+        ex.unlearn(MethodSpec(name="retrain"))
+        run_fleet(audit_shadow_config(c), use_ray=False)
+        reference, original = _reference_rows(ex, c.audit.metrics)
+        runs.append({"experiment": c.model_dump(mode="json"), "reference": reference, "original": original})
+    return configs, runs
 
 
-def _trial(gold, method, params):
+def _trial(gold, method, params, seeds=(0,)):
     from expunge.sweep.trial import run_trial
 
-    cfg, reference, original = gold
+    configs, runs = gold
     reports = []
-    final = run_trial(params, experiment=cfg.model_dump(mode="json"), method=method, fixed={},
-                      metrics=cfg.audit.metrics, reference=reference, original=original,
+    final = run_trial(params, runs=[runs[s] for s in seeds], method=method, fixed={}, metrics=configs[0].audit.metrics,
                       sweep={"objective": "avg_gap", "mode": "min", "constraints": ["TA_drop <= 50"]},
                       report=reports.append)
     return reports, final
@@ -46,7 +50,7 @@ def test_trial_reports_each_epoch_and_matches_the_audit_stage(gold):
     assert final is reports[-1] and final["feasible"] and final["RTE_s"] > 0
     assert final["objective"] == final["avg_gap"] and final["sweep_score"] == final["avg_gap"]
     # the same configuration stored and audited by the audit stage gives the same numbers
-    cfg = gold[0]
+    cfg = gold[0][0]
     ex = Experiment(cfg, verbose=False)
     spec = MethodSpec(name="finetune", params={"epochs": 3, "lr": 0.05})
     art = ex.unlearn(spec)
@@ -71,3 +75,24 @@ def test_diverging_configuration_is_an_infeasible_result_not_an_error(gold, monk
     reports, final = _trial(gold, "ga", {"epochs": 2, "lr": 0.5})
     assert reports == [final] and final["diverged"] == 1.0 and final["feasible"] is False
     assert final["sweep_score"] >= 1e6
+
+
+def test_several_seeds_score_the_mean_over_seeds(gold):
+    """A trial over seeds 0 and 1 reports, per epoch and at the end, the mean of what the same
+    configuration gives on each seed alone (each scored against its own retrained model), and is
+    feasible by the constraint on that mean."""
+    import numpy as np
+
+    params = {"epochs": 2, "lr": 0.05}
+    alone = [_trial(gold, "finetune", params, seeds=(s,)) for s in (0, 1)]
+    reports, final = _trial(gold, "finetune", params, seeds=(0, 1))
+    assert [r["epoch"] for r in reports] == [1, 2] and final is reports[-1] and final["seeds"] == 2.0
+    for col in ("UA", "RA", "TA", "MIA_efficacy", "iam_binui_auc", "gap_TA", "avg_gap", "TA_drop"):
+        assert final[col] == pytest.approx(np.mean([f[col] for _, f in alone]), abs=1e-9), col
+        # the first epoch's report is the mean of the first epochs too
+        assert reports[0][col] == pytest.approx(np.mean([r[0][col] for r, _ in alone]), abs=1e-9), col
+    per_seed = [f["objective"] for _, f in alone]
+    assert final["objective"] == pytest.approx(np.mean(per_seed), abs=1e-9)
+    assert final["objective_std"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-9)
+    assert per_seed[0] != per_seed[1]  # the seeds differ, so the mean is not one seed's value
+    assert final["feasible"] == (final["TA_drop"] <= 50)

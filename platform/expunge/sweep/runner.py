@@ -24,12 +24,14 @@ from expunge.config import ExperimentConfig, MethodSpec, SweepConfig, SweepMetho
 from expunge.errors import ConfigError, ExpungeError
 from expunge.experiment import Experiment, log, short_hash
 from expunge.fleet.members import audit_shadow_config
+from expunge.store import Store
 from expunge.store.store import diff
 from expunge.sweep.objective import Constraint, check_columns, pareto_front, trial_row
 from expunge.sweep.space import method_space, to_tune
+from expunge.sweep.trial import mean_row
 
 #: leaderboard columns shown first
-SHOWN = ("method", "objective", "UA", "RA", "TA", "MIA_efficacy", "avg_gap", "RTE_s")
+SHOWN = ("method", "objective", "objective_std", "UA", "RA", "TA", "MIA_efficacy", "avg_gap", "RTE_s")
 
 
 class SweepInterrupted(ExpungeError):
@@ -172,9 +174,11 @@ def best_yaml(cfg: ExperimentConfig, storage: str, row: pd.Series, fixed: dict[s
     data["unlearn"] = {"methods": [{"name": "retrain"}, {"name": row["method"], "params": params}]}
     data["audit"]["metrics"] = metrics
     data["audit"]["params"] = {k: v for k, v in data["audit"]["params"].items() if k in metrics}
-    head = (f"# best trial of sweep {cfg.sweep.name} by {what} = {float(row[what]):.6g} "
-            f"(trial {row['trial_id']}); reproduce with `expunge run` on this file, or\n"
-            f"# `expunge unlearn --config` on it, which reuses the stored original and retrained models\n")
+    over = f" (mean over seeds {', '.join(map(str, cfg.seeds))})" if cfg.seeds else ""
+    head = (f"# best trial of sweep {cfg.sweep.name} by {what} = {float(row[what]):.6g}{over} "
+            f"(trial {row['trial_id']}); reproduce with `expunge run` on this file" +
+            (" (per seed)\n" if cfg.seeds else ", or\n# `expunge unlearn --config` on it, which reuses the "
+             "stored original and retrained models\n"))
     return head + yaml.safe_dump(data, sort_keys=False)
 
 
@@ -222,30 +226,41 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     search_algorithm(sweep, cfg.seed)
     constraints = [Constraint.parse(c) for c in sweep.constraints]
     retrain = MethodSpec(name="retrain")
-    ex = Experiment(cfg, rebuild=rebuild)
-    ex.preflight([retrain, *[MethodSpec(name=m.name, params=m.params) for m in sweep.methods]])
-    plan = ex.plan
+    # with ``seeds``, every trial runs on each seed's experiment and is scored on the mean over seeds
+    per_seed = cfg.per_seed_configs()
+    exps = [Experiment(c, rebuild=rebuild) for c in per_seed]
+    for e in exps:  # an inapplicable method or a stale artifact of any seed is refused before compute
+        e.preflight([retrain, *[MethodSpec(name=m.name, params=m.params) for m in sweep.methods]])
+    plan = exps[0].plan
+    seeds_text = f", seeds {', '.join(str(c.seed) for c in per_seed)} (scored on the mean)" if cfg.seeds else ""
     log(f"sweep {sweep.name}: {', '.join(spaces)} on {cfg.data.dataset}, forget {cfg.data.forget} "
         f"({len(plan.forget)} samples); objective {sweep.objective} ({sweep.mode}), scheduler {sweep.scheduler}, "
-        f"search {sweep.search}")
+        f"search {sweep.search}{seeds_text}")
 
-    # the gold standard and the references, once; trials only read their cached outputs
-    run_original(cfg, rebuild, use_ray)
-    run_tasks(unlearn_task, [{"cfg": cfg.model_dump(), "spec": retrain.model_dump(), "rebuild": rebuild}],
-              desc="retrain (reference)", use_ray=use_ray)
-    if cfg.audit.shadows:
-        run_fleet(audit_shadow_config(cfg), rebuild, use_ray)
-    reference, original = _reference_rows(ex, metrics)
+    # the gold standard and the references, once per seed; trials only read their cached outputs
+    runs = []
+    for c, e in zip(per_seed, exps):
+        run_original(c, rebuild, use_ray)
+        run_tasks(unlearn_task, [{"cfg": c.model_dump(), "spec": retrain.model_dump(), "rebuild": rebuild}],
+                  desc=f"retrain (reference{f', seed {c.seed}' if cfg.seeds else ''})", use_ray=use_ray)
+        if c.audit.shadows:
+            run_fleet(audit_shadow_config(c), rebuild, use_ray)
+        reference, original = _reference_rows(e, metrics)
+        runs.append({"experiment": c.model_dump(mode="json"), "reference": reference, "original": original})
+        log(f"sweep {sweep.name}: reference retrain{f' (seed {c.seed})' if cfg.seeds else ''} " + ", ".join(
+            f"{k} {reference[k]:.2f}" for k in ("UA", "RA", "TA", "MIA_efficacy") if k in reference))
+    reference = mean_row([r["reference"] for r in runs])
+    original = mean_row([r["original"] for r in runs])
     columns = {*trial_row({k: 0.0 for k in reference if k != "RTE_s"}, reference, original), "RTE_s"}
     check_columns(columns, sweep.objective, constraints, sweep.pareto)
-    log(f"sweep {sweep.name}: reference retrain " + ", ".join(
-        f"{k} {reference[k]:.2f}" for k in ("UA", "RA", "TA", "MIA_efficacy") if k in reference))
 
     from ray import tune
 
     tune_root = join_uri(cfg.run_dir, "tune", sweep.name)
     state = {"sweep": sweep.model_dump(mode="json", exclude={"max_concurrent"}), "metrics": metrics,
-             "split_hash": plan.hash, "reference": {k: round(v, 9) for k, v in reference.items() if k != "RTE_s"},
+             "split_hash": [e.plan.hash for e in exps] if cfg.seeds else plan.hash,
+             "reference": ([{k: round(v, 9) for k, v in r["reference"].items() if k != "RTE_s"} for r in runs]
+                           if cfg.seeds else {k: round(v, 9) for k, v in reference.items() if k != "RTE_s"}),
              "experiment": short_hash(cfg.model_dump(mode="json", exclude={"sweep", "unlearn", "fleet", "scaling"}))}
     _state_check(tune_root, state, rebuild)
     sweep_dict = {"objective": sweep.objective, "mode": sweep.mode, "constraints": sweep.constraints}
@@ -253,9 +268,8 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     for method in sweep.methods:
         space = spaces[method.name]
         trainable = tune.with_resources(
-            tune.with_parameters(tune_trial, experiment=cfg.model_dump(mode="json"), method=method.name,
-                                 fixed=dict(method.params), metrics=metrics, reference=reference,
-                                 original=original, sweep=sweep_dict),
+            tune.with_parameters(tune_trial, runs=runs, method=method.name, fixed=dict(method.params),
+                                 metrics=metrics, sweep=sweep_dict),
             {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
         progress = SweepProgress(method.name, expected_trials(space, sweep))
         path = join_uri(tune_root, slug(method.name))
@@ -293,15 +307,20 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     files["pareto.csv"] = table[table["pareto"]]
     files.update(sweep_figures(table, spaces, sweep))
     files["summary.json"] = {"objective": sweep.objective, "mode": sweep.mode, "constraints": sweep.constraints,
-                             "pareto": sweep.pareto, "reference_retrain": reference, "original": original,
+                             "pareto": sweep.pareto, "seeds": cfg.seeds or [cfg.seed],
+                             "reference_retrain": reference, "original": original,
+                             "reference_retrain_per_seed": {str(c.seed): r["reference"] for c, r in zip(per_seed, runs)},
                              "best": bests, "trials": int(len(table)),
                              "status": table["status"].value_counts().to_dict()}
     from expunge.report.markdown import markdown_table
 
     files["leaderboard.md"] = (f"# sweep `{sweep.name}`: best trial per method by {sweep.objective} ({sweep.mode})\n\n"
                                + markdown_table(leaderboard) + "\n")
-    art = ex.store.put("sweeps", sweep.name, files, config={"sweep": sweep.model_dump(mode="json"), "metrics": metrics},
-                       split_hash=plan.hash, seed=cfg.seed, replace=True)
+    # one seed: its run directory; several: the cross-seed directory <run>/ beside seed-<s>/
+    store = exps[0].store if not cfg.seeds else Store(cfg.run_dir)
+    art = store.put("sweeps", sweep.name, files, config={"sweep": sweep.model_dump(mode="json"), "metrics": metrics,
+                                                         "seeds": cfg.seeds, "split_hashes": state["split_hash"]},
+                    split_hash=None if cfg.seeds else plan.hash, seed=None if cfg.seeds else cfg.seed, replace=True)
     print(leaderboard.to_string(index=False), flush=True)
     counts = table["status"].value_counts().to_dict()
     log(f"sweep {sweep.name}: {len(table)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
@@ -310,7 +329,8 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     log(f"tuned methods (unlearn.methods at each method's best trial): {art.path}/tuned_methods.yaml")
     log(f"sweep results: {art.path}")
     return {"table": table, "leaderboard": leaderboard, "best": bests, "path": art.path,
-            "reference": reference, "tune_path": tune_root}
+            "reference": reference, "references": {c.seed: r["reference"] for c, r in zip(per_seed, runs)},
+            "tune_path": tune_root}
 
 
 def _best_rows(table: pd.DataFrame, ok: pd.Series, mode: str) -> pd.DataFrame:
@@ -336,7 +356,8 @@ def tuned_methods_yaml(cfg: ExperimentConfig, table: pd.DataFrame, ok: pd.Series
     missing = [m.name for m in sweep.methods if m.name not in set(best["method"])]
     trials = table.groupby("method").size().to_dict()
     head = [f"# tuned by sweep {sweep.name}: objective {sweep.objective} ({sweep.mode}), constraints "
-            f"{sweep.constraints or 'none'}, {sweep.search} search, {sweep.scheduler} scheduler, seed {cfg.seed}, "
+            f"{sweep.constraints or 'none'}, {sweep.search} search, {sweep.scheduler} scheduler, "
+            f"{'seeds ' + ', '.join(map(str, cfg.seeds)) + ' (mean)' if cfg.seeds else f'seed {cfg.seed}'}, "
             f"num_samples {sweep.num_samples}",
             "# trials per method: " + ", ".join(f"{k} {v}" for k, v in trials.items())]
     if missing:

@@ -13,6 +13,7 @@ import os
 import time
 from typing import Any, Callable
 
+import numpy as np
 from torch import nn
 
 from expunge.audit.stage import audit_values, reference_inputs
@@ -60,36 +61,69 @@ class TrialScorer:
         return {**row, **score(row, self.objective, self.mode, self.constraints)}
 
 
-def run_trial(params: dict[str, Any], experiment: dict[str, Any], method: str, fixed: dict[str, Any],
-              metrics: list[str], reference: dict[str, float], original: dict[str, float], sweep: dict[str, Any],
-              report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Unlearn ``method`` with ``fixed | params`` on the stored original, ``report`` per epoch; returns
-    the final result (also reported). A diverging configuration is a result (infeasible), not an error."""
-    ex = Experiment(ExperimentConfig.model_validate(experiment), verbose=False)
+def mean_row(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The column-wise mean of per-seed rows (NaN where a seed lacks a column)."""
+    keys = dict.fromkeys(k for r in rows for k in r)
+    return {k: float(np.mean([float(r.get(k, math.nan)) for r in rows])) for k in keys}
+
+
+def _seeds_scored(scorer: TrialScorer, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The trial's report from one row per seed: the mean row, scored. With several seeds the
+    objective is the mean over seeds of each seed's value (every gap is to that seed's own retrained
+    model) and ``objective_std`` its sample std; constraints hold on the mean."""
+    out = scorer.scored(mean_row(rows))
+    if len(rows) > 1:
+        per_seed = [scorer.scored(r)["objective"] for r in rows]
+        out["objective_std"] = float(np.std(per_seed, ddof=1))
+        out["seeds"] = float(len(rows))
+    return out
+
+
+def run_trial(params: dict[str, Any], runs: list[dict[str, Any]], method: str, fixed: dict[str, Any],
+              metrics: list[str], sweep: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Unlearn ``method`` with ``fixed | params`` on each run's stored original and return the final
+    result (also reported). ``runs`` holds one ``{"experiment", "reference", "original"}`` per seed:
+    the experiment config and the retrained and original rows it is scored against.
+
+    One seed reports once per epoch. Several seeds run one after the other and the last one reports
+    per epoch, each report the mean over seeds of that epoch's rows, so ASHA ranks configurations
+    by their mean and can still stop one during its last seed. A diverging configuration on any seed
+    is a result (infeasible), not an error."""
     spec = MethodSpec(name=method, params={**fixed, **params})
-    scorer = TrialScorer(ex, metrics, reference, original, sweep)
+    epochs: list[list[dict[str, Any]]] = []  # per seed, its rows per epoch
+    finals: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
+    for i, run in enumerate(runs):
+        ex = Experiment(ExperimentConfig.model_validate(run["experiment"]), verbose=False)
+        scorer = TrialScorer(ex, metrics, run["reference"], run["original"], sweep)
+        rows: list[dict[str, Any]] = []
+        epochs.append(rows)
+        last = i == len(runs) - 1
+        t0 = time.perf_counter()
 
-    def on_epoch(rec: dict[str, Any]) -> None:
-        _maybe_die(rec["epoch"])
-        if pending:
-            report(pending.pop())
-        row = scorer(rec["_model"])
-        rte = time.perf_counter() - t0 - scorer.seconds
-        pending.append(scorer.scored({**row, "RTE_s": rte, "epoch": rec["epoch"], "final": 0.0}))
+        def on_epoch(rec: dict[str, Any], scorer: TrialScorer = scorer, rows: list = rows, t0: float = t0,
+                     last: bool = last) -> None:
+            _maybe_die(rec["epoch"])
+            rte = time.perf_counter() - t0 - scorer.seconds
+            row = scorer(rec["_model"])
+            rows.append({**row, "RTE_s": rte, "epoch": rec["epoch"], "final": 0.0})
+            if last:
+                if pending:
+                    report(pending.pop())
+                at = len(rows) - 1
+                pending.append(_seeds_scored(scorer, [r[min(at, len(r) - 1)] for r in epochs]))
 
-    try:
-        result = ex.apply_method(spec, callback=on_epoch)
-    except FloatingPointError:
-        last = {"objective": math.nan, "feasible": False, "diverged": 1.0, "final": 1.0,
-                "sweep_score": 2 * INFEASIBLE_PENALTY}
-        report(last)
-        return last
-    rte = result.seconds - scorer.seconds  # audits between epochs ran inside the method's timer
-    row = scorer(result.model, final=True)
-    final = scorer.scored({**row, "RTE_s": rte, "final": 1.0, "diverged": 0.0,
-                           "epoch": pending[-1]["epoch"] if pending else 1})
+        try:
+            result = ex.apply_method(spec, callback=on_epoch)
+        except FloatingPointError:
+            out = {"objective": math.nan, "feasible": False, "diverged": 1.0, "final": 1.0,
+                   "sweep_score": 2 * INFEASIBLE_PENALTY}
+            report(out)
+            return out
+        rte = result.seconds - scorer.seconds  # audits between epochs ran inside the method's timer
+        finals.append({**scorer(result.model, final=True), "RTE_s": rte, "final": 1.0, "diverged": 0.0,
+                       "epoch": rows[-1]["epoch"] if rows else 1})
+    final = _seeds_scored(scorer, finals)
     report(final)
     return final
 
