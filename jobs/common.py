@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from expunge.config import ExperimentConfig, load_config
-from expunge.errors import ConfigError, ExpungeError
+from expunge.errors import ConfigError, ExpungeError, from_os_error
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -99,6 +99,12 @@ def main_wrapper(fn: Callable[[list[str] | None], int]) -> Callable[[list[str] |
         except ExpungeError as exc:
             print(f"expunge: error: {exc}", file=sys.stderr)
             return exc.exit_code
+        except OSError as exc:  # the file system refused: one line (errors.from_os_error), else a bug
+            err = from_os_error(exc)
+            if err is None:
+                raise
+            print(f"expunge: error: {err}", file=sys.stderr)
+            return err.exit_code
 
     return wrapped
 

@@ -94,10 +94,13 @@ def scoreui_of(cfg: ExperimentConfig, rebuild: bool) -> dict[str, float]:
 
 
 def write_claims(storage: str, table: pd.DataFrame, seeds: list[int], quick: bool, minutes: float) -> dict[str, Any]:
-    shown = table[["claim", "paper", "ours", "comparison", "verdict"]]
+    # a claim tested by two protocols (e.g. (a) on the memorising and the well-generalising case) has one
+    # row per protocol: the protocol column tells them apart
+    shown = table[["claim", "protocol", "paper", "ours", "comparison", "verdict"]]
+    used = ", ".join(f"{p} ({PROTOCOLS[p].purpose})" for p in dict.fromkeys(table["protocol"]) if p in PROTOCOLS)
     header = (f"Seeds {', '.join(map(str, seeds))}{' (--quick)' if quick else ''}; {minutes:.1f} minutes. "
               "Numbers are mean ± sample std over seeds; UA / TA in percent, AUCs and Spearman in [0, 1]. "
-              "Protocols: expunge.claims.protocols; rules: expunge.claims.verdicts.")
+              f"Protocols (expunge.claims.protocols): {used}. Verdict rules: expunge.claims.verdicts.")
     text = f"# expunge reproduce: the seed papers' claims\n\n{header}\n\n{markdown_table(shown)}\n"
     html = render_html("expunge reproduce", header, [Section("claims", "Claims", (
         Paragraph(header), Table(shown.reset_index(drop=True), caption="verdict rules in the comparison column")))])

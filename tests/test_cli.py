@@ -1,8 +1,11 @@
 """The `expunge` command end to end: demo table, reuse, refusal, and every bad input -> exit 2."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,13 +38,31 @@ def demo_run_dir(err: str) -> Path:
     return Path(line.split(": ", 1)[1].split(", ")[0])
 
 
-def test_demo_local_table_and_reuse(tmp_path, capsys):
-    code, out, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def fresh_demo(tmp_path_factory):
+    """One ``demo --local`` into an empty directory: ``(storage, stdout, stderr)``. Tests that change or
+    damage what it stored work on a copy (:func:`demo_copy`), so the demo trains once per module."""
+    storage = tmp_path_factory.mktemp("fresh_demo")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["demo", "--local", f"storage={storage}", *FAST])
+    assert code == 0, err.getvalue()[-3000:]
+    return storage, out.getvalue(), err.getvalue()
+
+
+def demo_copy(fresh_demo, tmp_path: Path) -> Path:
+    """A copy of the fresh demo's storage (a run directory is relocatable: nothing in it names its path)."""
+    dest = tmp_path / "runs"
+    shutil.copytree(fresh_demo[0], dest)
+    return dest
+
+
+def test_demo_local_table_and_reuse(fresh_demo, tmp_path, capsys):
+    storage, out, err = fresh_demo
     for col in ("UA", "RA", "TA", "RTE_s", "retrain", "finetune", "ga", "original"):
         assert col in out
     run = demo_run_dir(err)
-    assert run.parent == tmp_path
+    assert run.parent == storage
     assert f"run directory: {run}" in err and "summary.md" in err
     store = Store(str(run))
     table = store.get("audit", "results", verify=True).read("leaderboard.csv")
@@ -49,36 +70,36 @@ def test_demo_local_table_and_reuse(tmp_path, capsys):
     assert table.loc[table.method == "original", "TA"].item() >= 85.0
     orig = store.get("models", "original").manifest
     assert "reused models/" not in err
-    # a rerun reuses every stored model (same content hash, same creation time), and says so
-    code, _, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)
+    # a rerun (here on a copy of the run) reuses every stored model (same content hash, same creation
+    # time), and says so
+    copy = demo_copy(fresh_demo, tmp_path)
+    code, _, err = run_cli(["demo", "--local", f"storage={copy}", *FAST], capsys)
     assert code == 0, err
     assert f"reused models/original (stored {orig['created']})" in err
-    again = store.get("models", "original").manifest
+    again = Store(str(copy / run.name)).get("models", "original").manifest
     assert (again["created"], again["content_hash"]) == (orig["created"], orig["content_hash"])
     assert "original: epoch" not in err
 
 
-def test_changed_config_is_refused_then_rebuilt(tmp_path, capsys):
-    code, _, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)
-    assert code == 0, err
-    run = demo_run_dir(err)
-    code, _, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST, "train.lr=0.02"], capsys)
+def test_changed_config_is_refused_then_rebuilt(fresh_demo, tmp_path, capsys):
+    storage = demo_copy(fresh_demo, tmp_path)
+    run = storage / demo_run_dir(fresh_demo[2]).name
+    code, _, err = run_cli(["demo", "--local", f"storage={storage}", *FAST, "train.lr=0.02"], capsys)
     assert code == 2 and "models/original" in err and "config.train.lr: stored 0.05, requested 0.02" in err
     assert len(err.strip().splitlines()) == 1
-    code, _, err = run_cli(["demo", "--local", "--rebuild", f"storage={tmp_path}", *FAST, "train.lr=0.02"], capsys)
+    code, _, err = run_cli(["demo", "--local", "--rebuild", f"storage={storage}", *FAST, "train.lr=0.02"], capsys)
     assert code == 0, err
     assert Store(str(run)).get("models", "original").manifest["config"]["train"]["lr"] == 0.02
 
 
-def test_corrupt_artifact_is_refused_by_name(tmp_path, capsys):
-    code, _, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)
-    assert code == 0, err
-    weights = demo_run_dir(err) / "models" / "original" / "weights.safetensors"
+def test_corrupt_artifact_is_refused_by_name(fresh_demo, tmp_path, capsys):
+    storage = demo_copy(fresh_demo, tmp_path)
+    weights = storage / demo_run_dir(fresh_demo[2]).name / "models" / "original" / "weights.safetensors"
     data = bytearray(weights.read_bytes())
     weights.write_bytes(bytes(data[: len(data) // 2]))
-    code, _, err = run_cli(["demo", "--local", f"storage={tmp_path}", *FAST], capsys)
+    code, _, err = run_cli(["demo", "--local", f"storage={storage}", *FAST], capsys)
     assert code == 2 and "models/original" in err and "corrupt" in err
-    code, _, err = run_cli(["demo", "--local", "--rebuild", f"storage={tmp_path}", *FAST], capsys)
+    code, _, err = run_cli(["demo", "--local", "--rebuild", f"storage={storage}", *FAST], capsys)
     assert code == 0, err
 
 

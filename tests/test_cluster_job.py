@@ -79,7 +79,8 @@ def test_pipeline_under_ray_job_submit(repo_root, tmp_path):
         submit = [str(ray_bin), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir",
                   str(repo_root), "--runtime-env", str(repo_root / "configs/cluster/runtime_env.yaml"), "--",
                   "python", "-m", "expunge.jobs.pipeline", "--config", "configs/experiments/digits.yaml",
-                  f"storage={storage}", "train.epochs=8", "unlearn.methods=[retrain,finetune]", "audit.shadows=2"]
+                  f"storage={storage}", "train.epochs=8", "unlearn.methods=[retrain,finetune]", "audit.shadows=2",
+                  "unlearn.min_steps=0"]
         for attempt in range(10):  # the job agent may need a few seconds after `ray start` returns
             job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600, cwd=repo_root)
             if "No available agent" not in job.stderr + job.stdout:
@@ -93,6 +94,11 @@ def test_pipeline_under_ray_job_submit(repo_root, tmp_path):
             assert (run / artifact / "manifest.json").is_file(), artifact
         board = (run / "audit/results/leaderboard.csv").read_text()
         assert "retrain" in board and "finetune" in board and "avg_gap" in board
+        # a relative storage would land in the job's temporary package folder: refused in one line
+        relative = [*submit[:submit.index(f"storage={storage}")], "storage=runs"]
+        job = subprocess.run(relative, env=env, capture_output=True, text=True, timeout=300, cwd=repo_root)
+        out = job.stdout + job.stderr
+        assert job.returncode != 0 and "storage='runs' is relative" in out and "Traceback" not in out, out[-3000:]
     finally:
         stop_cluster(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -160,3 +160,23 @@ def test_unlearn_min_steps_fills_every_method_that_has_it_unless_set():
     assert default.unlearn.methods[0].params == {}
     with pytest.raises(ConfigError, match="unlearn.min_steps"):
         load_config(None, ["unlearn.min_steps=-1"])
+
+
+def test_unlearn_min_steps_reaches_sweep_trials_unless_the_method_fixes_or_searches_it():
+    cfg = load_config(None, ["unlearn.min_steps=0", "sweep.methods=[ga, ssd, {name: finetune, params: {min_steps: 50}}, "
+                             "{name: rl, space: {min_steps: {choice: [0, 100]}}}]"])
+    params = {m.name: m.params for m in cfg.sweep.methods}
+    assert params == {"ga": {"min_steps": 0}, "ssd": {}, "finetune": {"min_steps": 50}, "rl": {}}
+    assert load_config(None, ["sweep.methods=[ga]"]).sweep.methods[0].params == {}
+
+
+def test_relative_storage_is_refused_inside_a_ray_job(monkeypatch, tmp_path):
+    """Under `ray job submit` a relative storage resolves into the job's temporary package folder."""
+    from expunge.config import RAY_JOB_ENV
+
+    assert load_config(None, ["storage=runs"]).storage == "runs"  # outside a job: relative is fine
+    monkeypatch.setenv(RAY_JOB_ENV, "{}")
+    with pytest.raises(ConfigError, match="storage='runs' is relative.*temporary package folder"):
+        load_config(None, ["storage=runs"])
+    assert load_config(None, [f"storage={tmp_path}"]).storage == str(tmp_path)
+    assert load_config(None, ["storage=s3://bucket/runs"]).storage == "s3://bucket/runs"

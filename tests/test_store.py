@@ -66,7 +66,9 @@ def test_corruption_is_detected_by_name(tmp_path, damage):
         json.dump(man, open(os.path.join(art.path, "manifest.json"), "w"))
     with pytest.raises(ArtifactError) as err:
         store.get("models", "m", verify=True)
-    assert "logits.npy" in str(err.value) and "models/m" in str(err.value)
+    # a damaged file is named; an edited manifest entry is caught by the manifest's own hash
+    named = "manifest was edited" if damage == "manifest" else "logits.npy"
+    assert named in str(err.value) and "models/m" in str(err.value)
 
 
 def test_unreadable_manifest(tmp_path):
@@ -153,8 +155,38 @@ def test_altered_manifest_content_hash_is_detected(tmp_path):
     man = json.load(open(os.path.join(art.path, "manifest.json")))
     man["content_hash"] = "1" * 64  # the files are intact, but the manifest no longer describes them
     json.dump(man, open(os.path.join(art.path, "manifest.json"), "w"))
+    with pytest.raises(CorruptArtifactError, match="models/m: manifest was edited"):
+        store.get("models", "m")
+    # even with its manifest hash recomputed to match, the content hash no longer matches the files
+    from expunge.store.store import manifest_hash
+
+    man["manifest_hash"] = manifest_hash(man)
+    json.dump(man, open(os.path.join(art.path, "manifest.json"), "w"))
     with pytest.raises(CorruptArtifactError, match="models/m: its manifest's content hash"):
         store.get("models", "m", verify=True)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m.update(run_time_s=0.0),            # an extra field (it reached the leaderboard as RTE)
+    lambda m: m.update(seed=7),                    # an identity field
+    lambda m: m["config"].update(lr=0.5),          # nested config
+    lambda m: m.pop("created"),                    # a field removed
+    lambda m: m.pop("manifest_hash"),              # a manifest without its hash (older or hand-made)
+])
+def test_every_manifest_field_is_covered(tmp_path, edit):
+    from expunge.errors import CorruptArtifactError
+
+    store = Store(str(tmp_path))
+    art = store.put("models", "m", _files(), config={"lr": 0.1}, seed=0, run_time_s=12.5)
+    assert store.get("models", "m", verify=True).manifest["run_time_s"] == 12.5
+    path = os.path.join(art.path, "manifest.json")
+    man = json.load(open(path))
+    edit(man)
+    json.dump(man, open(path, "w"))
+    with pytest.raises(CorruptArtifactError, match="models/m: manifest"):
+        store.get("models", "m")
+    store.put("models", "m", _files(), config={"lr": 0.1}, seed=0, run_time_s=12.5, replace=True)  # --rebuild
+    assert store.get("models", "m", verify=True).manifest["run_time_s"] == 12.5
 
 
 def test_stale_and_corrupt_are_distinct_errors(tmp_path):

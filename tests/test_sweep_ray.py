@@ -27,6 +27,7 @@ sweep:
   name: small
   methods:
     - name: finetune
+      params: {{min_steps: 0}}  # the paper's step count: seconds per trial (the default rule is tested elsewhere)
       space: {{lr: {{loguniform: [1.0e-3, 0.2]}}, epochs: 4}}
   num_samples: {num_samples}
   max_concurrent: {concurrent}
@@ -134,7 +135,7 @@ def test_sweep_over_seeds_scores_the_mean_and_writes_seeded_configs(tmp_path, re
 
     cfg = load_config(sweep_yaml(tmp_path / "s.yaml", repo_root, tmp_path / "runs", 2, 2),
                       ["seeds=[0,1]", "train.epochs=4", "audit.shadows=1", "sweep.scheduler=fifo",
-                       "sweep.methods=[{name: finetune, space: {lr: {loguniform: [1.0e-3, 0.2]}, epochs: 2}}]"])
+                       "sweep.methods=[{name: finetune, params: {min_steps: 0}, space: {lr: {loguniform: [1.0e-3, 0.2]}, epochs: 2}}]"])
     res = run_sweep(cfg, use_ray=True)
     table = res["table"]
     assert len(table) == 2 and (table["status"] == "completed").all()

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Callable
 
-from expunge.errors import ExpungeError
+from expunge.errors import ExpungeError, from_os_error
 
 #: the environment variable holding when the running command started (UTC, as manifests' ``created``)
 RUN_STARTED = "EXPUNGE_RUN_STARTED"
@@ -228,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `expunge ... | head`: the reader left; not an error worth a traceback
         sys.stdout = None
         return 141
+    except OSError as exc:  # no space, read-only, a file where a directory belongs: one line
+        err = from_os_error(exc)
+        if err is None:
+            raise
+        print(f"expunge: error: {err}", file=sys.stderr)
+        return err.exit_code
     finally:
         if previous is None:
             os.environ.pop(RUN_STARTED, None)

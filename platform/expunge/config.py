@@ -421,6 +421,21 @@ class ExperimentConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _sweep_min_steps(self) -> "ExperimentConfig":
+        """``unlearn.min_steps`` is the step rule of every shared-loop run, sweep trials included: it is
+        fixed in each sweep method's ``params`` unless the method fixes or searches ``min_steps`` itself."""
+        if self.unlearn.min_steps is None or not self.sweep.methods:
+            return self
+        from expunge.unlearn import METHODS
+
+        methods = [m if "min_steps" in m.params or "min_steps" in m.space or not METHODS.get(m.name).shared_loop
+                   else m.model_copy(update={"params": {**m.params, "min_steps": self.unlearn.min_steps}})
+                   for m in self.sweep.methods]
+        # object.__setattr__: assignment validation would run the validators again
+        object.__setattr__(self.sweep, "methods", methods)
+        return self
+
+    @model_validator(mode="after")
     def _audit_needs(self) -> "ExperimentConfig":
         from expunge.metrics import METRICS
 
@@ -628,9 +643,17 @@ def read_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = load_yaml(p.read_text(), f"config file {path}") or {}
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise ConfigError(f"config file {path} is empty")
+    try:
+        data = load_yaml(text, f"config file {path}")
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        raise ConfigError(f"config file {path} holds no settings (only comments)")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     base = data.pop("base", None)
@@ -656,4 +679,30 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     """Read YAML (or defaults), apply ``key=value`` overrides, validate into ``model``."""
     data = read_yaml(path) if path is not None else {}
     data = deep_merge(data, parse_overrides(list(overrides)))
-    return validate(model, data, source=str(path) if path else "config")
+    cfg = validate(model, data, source=str(path) if path else "config")
+    if isinstance(cfg, ExperimentConfig):
+        check_storage(cfg.storage)
+    return cfg
+
+
+#: set by Ray's job supervisor in the environment of a ``ray job submit`` entrypoint
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def check_storage(storage: str) -> None:
+    """Refuse, before anything is read or computed, a local ``storage`` that cannot hold a run: one
+    whose nearest existing ancestor is a file. Under ``ray job submit`` the entrypoint's working
+    directory is the job's unpacked package (``<ray temp>/session_*/runtime_resources/
+    working_dir_files/_ray_pkg_*``), which Ray deletes later, so a relative ``storage`` would put the
+    whole run where the user never finds it: refused too."""
+    if "://" in storage:
+        return
+    existing = Path(storage).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"storage={storage!r}: {existing} is a file, not a directory")
+    if RAY_JOB_ENV in os.environ and not os.path.isabs(storage):
+        raise ConfigError(f"storage={storage!r} is relative: under `ray job submit` it would land in the job's "
+                          f"temporary package folder ({os.getcwd()}), which Ray deletes; set storage= to a path "
+                          "every node sees (e.g. storage=/mnt/shared/runs) or an object store URI (s3://, gs://)")

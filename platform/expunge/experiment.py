@@ -161,15 +161,16 @@ class Experiment:
 
         With ``rebuild`` a mismatching or corrupt artifact is left for its stage to replace.
         """
-        for spec in methods:  # before the split plan is even made
+        for spec in methods:  # before the split plan is even made (and stored)
             METHODS.get(spec.name).check_forget_spec(self.cfg.data.forget)
+        resolve_device(self.cfg.device)  # device=cuda without CUDA
+        if self.cfg.model.weights is not None:
+            self.imported_weights  # unreadable, pickled or ill-fitting weights: refused before compute
         plan = self.plan
         for spec in methods:
             method = METHODS.get(spec.name)
             method.check(plan, method.parse_config(spec.params))
         self._check_conformal_sizes()
-        if self.cfg.model.weights is not None:
-            self.imported_weights  # unreadable, pickled or ill-fitting weights: refused before compute
         if self.rebuild:
             return
         original = self.store.get("models", "original", expect=self.original_expect(), verify=True)

@@ -113,6 +113,8 @@ def _count(size: float | int, n: int, name: str) -> int:
 
 
 def _read_indices(path: str) -> np.ndarray:
+    """A 1-D integer array from a ``.npy`` file or a whitespace-separated text file. Errors name the
+    file and the position of the first bad entry, never the file's content (it may be any file)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"forget indices file not found: {path}")
@@ -120,16 +122,35 @@ def _read_indices(path: str) -> np.ndarray:
         if p.suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
         else:
-            arr = np.array(p.read_text().split(), dtype=np.float64)
-    except ValueError as exc:
-        raise DataError(f"forget indices file {path} is unreadable ({exc})") from None
-    arr = np.asarray(arr).ravel()
+            lines = p.read_bytes().decode("utf-8").splitlines()
+            for number, line in enumerate(lines, 1):
+                if not all(_is_number(t) for t in line.split()):
+                    raise DataError(f"forget indices file {path}: line {number} holds something other than numbers")
+            arr = np.array([t for line in lines for t in line.split()], dtype=np.float64)
+    except DataError:
+        raise
+    except UnicodeDecodeError:
+        raise DataError(f"forget indices file {path} is not UTF-8 text (give a .npy or a text file of integers)") from None
+    except (ValueError, EOFError, OSError) as exc:
+        kind = "empty" if p.stat().st_size == 0 else f"unreadable ({type(exc).__name__})"
+        raise DataError(f"forget indices file {path} is {kind}") from None
+    arr = np.asarray(arr)
+    if arr.ndim != 1:
+        raise DataError(f"forget indices file {path} holds a {arr.ndim}-D array of shape {arr.shape}; give a 1-D list")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
             raise DataError(f"forget indices file {path} holds non-integer or NaN values")
     elif arr.dtype.kind not in "iu":
         raise DataError(f"forget indices file {path} must hold integers, got {arr.dtype}")
     return arr.astype(np.int64)
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass

@@ -45,6 +45,14 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise ConfigError(f"model.weights: {p} is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
     elif suffix in TORCH_SUFFIXES:
+        import zipfile
+
+        with open(p, "rb") as f:
+            head = f.read(2)
+        # torch.save writes a zip archive (or, legacy, a pickle stream opening with the PROTO opcode)
+        if not zipfile.is_zipfile(p) and head[:1] != b"\x80":
+            raise ConfigError(f"model.weights: {p} is not a torch checkpoint (neither a zip archive nor a pickle "
+                              "stream); save the state_dict with safetensors or torch.save")
         try:
             state = torch.load(str(p), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:

@@ -3,7 +3,10 @@
 An artifact is a folder ``<run>/<kind>/<key>/`` of files plus ``manifest.json``::
 
     {"kind", "key", "config", "split_hash", "seed", "code_version", "created",
-     "files": {name: {"sha256", "bytes"}}, "content_hash", ...extra}
+     "files": {name: {"sha256", "bytes"}}, "content_hash", ...extra, "manifest_hash"}
+
+``content_hash`` covers the files; ``manifest_hash`` covers every other field of the manifest (run
+time, seed, config, any extra), so an edited manifest is refused as corrupt, like an edited file.
 
 ``put`` writes every file and the manifest into a staging folder and renames it into place (local
 disk), so a reader sees the whole artifact or none of it, and two concurrent writers end with one
@@ -14,13 +17,14 @@ verifies each file's sha256 when it is read, so a truncated or flipped file is r
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from expunge import __version__
-from expunge.errors import ArtifactError, CorruptArtifactError, StaleArtifactError
+from expunge.errors import ArtifactError, CorruptArtifactError, StaleArtifactError, from_os_error
 from expunge.store.fs import ArrowFS, LocalFS, open_fs
 from expunge.store.serialize import decode, encode, normalize, redact
 
@@ -28,6 +32,12 @@ MANIFEST = "manifest.json"
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,199}")
 #: fields of a manifest that describe what produced it (compared by ``expect``)
 IDENTITY_FIELDS = ("config", "split_hash", "seed", "code_version")
+
+
+def manifest_hash(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no whitespace), ``manifest_hash`` left out."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _check_name(value: str, what: str) -> list[str]:
@@ -145,6 +155,7 @@ class Store:
             "code_version": code_version or __version__, "expunge_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "content_hash": content_hash, **extra,
         })})  # file names are not secrets: tokenizer.json keeps its entry
+        manifest["manifest_hash"] = manifest_hash(manifest)
         if not self.fs.atomic_dirs and replace:
             self.fs.rmtree(final)
         staging = self.fs.staging_dir(final)
@@ -153,9 +164,14 @@ class Store:
                 self.fs.write_bytes(f"{staging}/{name}", data)
             self.fs.write_bytes(f"{staging}/{MANIFEST}", encode(MANIFEST, manifest))
             won = self.fs.commit_dir(staging, final, replace)
-        except BaseException:
+        except BaseException as exc:
             if staging != final:
-                self.fs.rmtree(staging)
+                try:
+                    self.fs.rmtree(staging)
+                except OSError:
+                    pass  # the original failure is the one to report
+            if isinstance(exc, OSError) and (err := from_os_error(exc, f"artifact {kind}/{key}")) is not None:
+                raise err from None
             raise
         if not won:  # a concurrent writer committed first: theirs is the artifact
             return self.get(kind, key)
@@ -172,6 +188,10 @@ class Store:
             assert isinstance(manifest, dict) and isinstance(manifest.get("files"), dict)
         except Exception:
             raise CorruptArtifactError(f"artifact {kind}/{key}: manifest is unreadable; rerun with --rebuild") from None
+        if manifest.get("manifest_hash") != manifest_hash(manifest):
+            why = ("has no manifest hash (written by an older expunge)" if "manifest_hash" not in manifest
+                   else "was edited (its fields do not match its manifest hash)")
+            raise CorruptArtifactError(f"artifact {kind}/{key}: manifest {why}; rerun with --rebuild to recompute it")
         art = Artifact(self, kind, key, manifest)
         if expect:
             problems = []

@@ -21,7 +21,7 @@ import yaml
 
 from expunge.audit.stage import audit_values, reference_inputs
 from expunge.config import ExperimentConfig, MethodSpec, SweepConfig, SweepMethod, join_uri
-from expunge.errors import ConfigError, ExpungeError
+from expunge.errors import ConfigError, CorruptArtifactError, ExpungeError
 from expunge.experiment import Experiment, log, short_hash
 from expunge.fleet.members import audit_shadow_config
 from expunge.store import Store
@@ -29,6 +29,7 @@ from expunge.store.store import diff
 from expunge.sweep.objective import Constraint, check_columns, pareto_front, trial_row
 from expunge.sweep.space import method_space, to_tune
 from expunge.sweep.trial import mean_row
+from expunge.sweep.tune_state import check_seal, seal
 
 #: leaderboard columns shown first
 SHOWN = ("method", "objective", "objective_std", "UA", "RA", "TA", "MIA_efficacy", "avg_gap", "RTE_s")
@@ -119,13 +120,21 @@ def _trial_rows(method: str, grid, space: dict[str, Any]) -> list[dict[str, Any]
 
 
 def _tuner(trainable, space: dict[str, Any], sweep: SweepConfig, method: SweepMethod, path: str,
-           tune_root: str, seed: int, progress: Any, max_t: int):
+           tune_root: str, seed: int, progress: Any, max_t: int, rebuild: bool = False):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if tune.Tuner.can_restore(path):
-        log(f"sweep {method.name}: resuming from {path}")
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True, restart_errored=True)
+        try:
+            check_seal(path)  # before anything of Tune's is unpickled
+        except CorruptArtifactError:
+            if not rebuild or "://" in path:
+                raise
+            log(f"sweep {method.name}: unverified state in {path} removed (--rebuild); starting over")
+            shutil.rmtree(path)
+        else:
+            log(f"sweep {method.name}: resuming from {path}")
+            return tune.Tuner.restore(path, trainable, resume_unfinished=True, restart_errored=True)
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max_t,
                                grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor)
                  if sweep.scheduler == "asha" else FIFOScheduler())
@@ -273,8 +282,12 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
             {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
         progress = SweepProgress(method.name, expected_trials(space, sweep))
         path = join_uri(tune_root, slug(method.name))
-        grid = _tuner(trainable, space, sweep, method, path, tune_root, cfg.seed, progress,
-                      max_epochs(method, space, cfg.train.epochs)).fit()
+        try:
+            grid = _tuner(trainable, space, sweep, method, path, tune_root, cfg.seed, progress,
+                          max_epochs(method, space, cfg.train.epochs), rebuild).fit()
+        finally:
+            if "://" not in path:
+                seal(path)  # the state a later run may restore from, as this run left it
         if len(grid) < expected_trials(space, sweep) or any(not r.metrics and r.error is None for r in grid):
             # Tune stops gracefully on SIGINT and saves its state; the same command resumes it
             finished = sum(1 for r in grid if r.metrics or r.error is not None)

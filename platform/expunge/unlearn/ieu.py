@@ -5,8 +5,7 @@ Findings, arXiv 2604.09391. **The paper's code and full text were not available 
 written. What follows is our operationalisation of the abstract** ("removes the influence of the
 forgetting set by degrading its performance and incorporates weight decay and injecting noise into
 the model's weights, while maintaining accuracy on the retaining set"); it is *not* the authors'
-algorithm, and results must be reported as "IEU (our formalisation)". See
-``/work/shared/reference/seed-methods.md`` §2.3.
+algorithm, and results must be reported as "IEU (our formalisation)".
 
 Each step takes a retain batch B_r paired with a forget batch B_f (``paired_batches``)::
 
