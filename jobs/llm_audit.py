@@ -59,6 +59,7 @@ def run_llm_audit(target: str, data: str, out: str, *, fit: Sequence[str] = (), 
     from expunge.llm.audit import ModelRef, Scorer, audit_lm
     from expunge.llm.data import load_population, load_text_dataset, parse_label_map
     from expunge.llm.evaluate import TASKS, auc_summary, fmt_table, per_sample_table, report_files, roc_png
+    from expunge.config import safe_name
     from expunge.llm.models import check_model_source
     from expunge.llm.scoring import LogProbCache, ScoringSettings
     from expunge.store import Store
@@ -70,6 +71,10 @@ def run_llm_audit(target: str, data: str, out: str, *, fit: Sequence[str] = (), 
             check_model_source(p, role)
     for a in attacks or ():
         ATTACKS.get(a)
+    try:
+        safe_name(name)  # the report's folder under <out>/llm_audit/: refused before anything is scored
+    except ValueError as exc:
+        raise ExpungeError(f"--name {name!r}: {exc}") from None
     if not 0 < k <= 1:
         raise ExpungeError(f"--k must be a fraction in (0, 1], got {k}")
     if gamma <= 0:

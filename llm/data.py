@@ -173,6 +173,9 @@ def _read_hf(path: str, split: str | None):
     except DataError:
         raise
     except Exception as exc:  # datasets raises many types for unreadable input
+        bad = _bad_jsonl_line(p) if p.is_file() and p.suffix.lower() == ".jsonl" else None
+        if bad is not None:
+            raise DataError(f"dataset {path}: line {bad[0]} is not a JSON object ({bad[1]})") from None
         raise DataError(f"dataset {path} could not be read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if isinstance(ds, (datasets.DatasetDict, dict)):
         names = list(ds)
@@ -184,6 +187,24 @@ def _read_hf(path: str, split: str | None):
             raise DataError(f"dataset {path} has no split {split!r} (has: {', '.join(names)})")
         ds = ds[split]
     return ds
+
+
+def _bad_jsonl_line(p: Path) -> tuple[int, str] | None:
+    """The first line of a JSON-lines file that is not a JSON object: (line number, why); the
+    line's text is not repeated (it may be long or private)."""
+    import json
+
+    with open(p, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                return number, f"{type(exc).__name__} at column {getattr(exc, 'colno', '?')}"
+            if not isinstance(obj, dict):
+                return number, f"a JSON {type(obj).__name__}, not an object"
+    return None
 
 
 def _chunk(ts: TextSet, unit: Chunk, window: int, tokenizer: Any) -> TextSet:

@@ -109,14 +109,42 @@ def load_causal_lm(name_or_path: str, trust_remote_code: bool = False, device: s
     if dtype is None:
         dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     source = str(local) if local.is_dir() else name_or_path
+    import pickle
+
+    from safetensors import SafetensorError
+
     try:
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise ExpungeError(f"language model {name_or_path!r} could not be loaded: {str(exc).splitlines()[0]}") from None
+    except (OSError, ValueError, SafetensorError, pickle.UnpicklingError, EOFError, RuntimeError) as exc:
+        weights_only = "Weights only load failed" in str(exc)
+        if isinstance(exc, RuntimeError) and not weights_only:
+            raise
+        why = _pickle_refusal(local) if weights_only else _first_line(exc)
+        raise ExpungeError(f"language model {name_or_path!r} could not be loaded: {why}") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model.to(device).eval(), tok
+
+
+def _pickle_refusal(local: Path) -> str:
+    """Why torch.load(weights_only=True) refused the directory's .bin checkpoint, in one line (torch's
+    own message is a page long)."""
+    import zipfile
+
+    for f in sorted(local.glob("*.bin")):
+        with open(f, "rb") as fh:
+            head = fh.read(1)
+        if not zipfile.is_zipfile(f) and head != b"\x80":
+            return f"{f.name} is not a torch checkpoint (neither a zip archive nor a pickle stream)"
+        return (f"{f.name} holds pickled objects that only an unrestricted unpickler could load (that runs "
+                "code); save the model with safetensors (save_pretrained(safe_serialization=True))")
+    return "a checkpoint holds pickled objects that only an unrestricted unpickler could load"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 # --- shared helpers --------------------------------------------------------------------------

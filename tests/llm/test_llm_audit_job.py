@@ -75,6 +75,7 @@ def test_audit_without_fit_skips_online_attacks(models, data, tmp_path):
     ("unknown_attack", "unknown LLM attack 'losss'; did you mean loss"),
     ("needs_population", "attack 'rmia_online' needs a population set"),
     ("prefix_mismatch", "tokenizer mismatch"),
+    ("bad_name", "--name '../x': must be"),
 ])
 def test_bad_input_exits_2_with_one_line(models, data, tmp_path, capsys, case, expect):
     base = {"--target": models["target"], "--data": data["q"], "--out": str(tmp_path), "--reference": models["reference"]}
@@ -93,6 +94,8 @@ def test_bad_input_exits_2_with_one_line(models, data, tmp_path, capsys, case, e
     elif case == "needs_population":
         base["--attacks"] = "rmia_online"
         base["--fit"] = models["fit"]
+    elif case == "bad_name":
+        base["--name"] = "../x"
     elif case == "prefix_mismatch":
         # a reference whose tokenizer differs: "the first 2 tokens" would mean different text
         from tokenizers import Tokenizer, models as tm, pre_tokenizers
@@ -114,3 +117,5 @@ def test_bad_input_exits_2_with_one_line(models, data, tmp_path, capsys, case, e
 
     assert re.search(expect, err[-1]), err[-1]
     assert not (tmp_path / "llm_audit").exists()  # nothing written
+    if case == "bad_name":  # refused before any model was scored (no log-prob cache either)
+        assert not [p for p in tmp_path.rglob("manifest.json")]

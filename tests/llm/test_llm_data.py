@@ -47,6 +47,14 @@ def test_missing_file_is_one_line_error(tmp_path):
         load_text_dataset(str(tmp_path / "absent.jsonl"))
 
 
+def test_broken_jsonl_line_is_named_by_number(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps(ROWS[1]) + "\n" + '{"text": "secret words", "label"\n')
+    with pytest.raises(DataError, match=r"d.jsonl: line 3 is not a JSON object") as err:
+        load_text_dataset(str(path))
+    assert "secret" not in str(err.value)
+
+
 def test_missing_label_column_is_named(tmp_path):
     path = _jsonl(tmp_path / "d.jsonl", [{"text": "a b", "split": "x"}])
     with pytest.raises(DataError, match=r"no label column 'label' \(columns: text, split\)"):

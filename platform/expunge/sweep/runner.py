@@ -270,7 +270,9 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
              "split_hash": [e.plan.hash for e in exps] if cfg.seeds else plan.hash,
              "reference": ([{k: round(v, 9) for k, v in r["reference"].items() if k != "RTE_s"} for r in runs]
                            if cfg.seeds else {k: round(v, 9) for k, v in reference.items() if k != "RTE_s"}),
-             "experiment": short_hash(cfg.model_dump(mode="json", exclude={"sweep", "unlearn", "fleet", "scaling"}))}
+             # where the run directory lies is not what it holds: a moved or copied run resumes
+             "experiment": short_hash(cfg.model_dump(mode="json", exclude={"sweep", "unlearn", "fleet", "scaling",
+                                                                          "storage"}))}
     _state_check(tune_root, state, rebuild)
     sweep_dict = {"objective": sweep.objective, "mode": sweep.mode, "constraints": sweep.constraints}
     rows: list[dict[str, Any]] = []
