@@ -11,6 +11,11 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The fault-injection folder (expunge.faults), set before any Ray starts so every worker inherits it:
+# a fault test arms a fault by writing a file there, without restarting Ray.
+import tempfile  # noqa: E402
+
+os.environ["EXPUNGE_FAULTS"] = tempfile.mkdtemp(prefix="expunge-faults-")
 
 import random  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -60,6 +65,22 @@ def isolated_global_state():
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
         torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture
+def faults():
+    """expunge.faults for one test: armed faults and records are removed afterwards, fired or not."""
+    from expunge import faults as module
+
+    module.disarm()
+    yield module
+    module.disarm()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    shutil.rmtree(os.environ.get("EXPUNGE_FAULTS", ""), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

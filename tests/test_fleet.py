@@ -105,19 +105,12 @@ def test_fleet_size_zero_refused(repo_root, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_killed_member_worker_is_retried(repo_root, tmp_path, ray_local, monkeypatch):
+def test_killed_member_worker_is_retried(repo_root, tmp_path, ray_local, faults):
     """A worker dying mid-fleet (os._exit in member 1's task) is retried; the fleet completes."""
-    from expunge.distributed.fleet import FAULT_ENV
-
-    marker = tmp_path / "killed-once"
-    ray_local.shutdown()  # restart so workers inherit the fault-injection variable
-    monkeypatch.setenv(FAULT_ENV, f"1:{marker}")
-    from expunge.distributed import init_ray
-
-    init_ray(num_cpus=2)
+    fired = faults.arm("member", member=1)
     res = run_fleet(_cfg(repo_root, tmp_path, "fleet.kind=shadow", "fleet.policy=out_only", "fleet.size=3",
                          "fleet.max_retries=2"), use_ray=True)
-    assert marker.exists()  # the worker really died once
+    assert fired.exists()  # the worker really died once
     assert len(res["members"]) == 3
     assert Store(str(tmp_path / "digits")).get("fleets", "shadow-out_only", verify=True) is not None
 

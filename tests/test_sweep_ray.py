@@ -106,24 +106,16 @@ def test_interrupted_sweep_resumes_and_stale_state_is_refused(tmp_path, repo_roo
         run_sweep(load_config(path, ["sweep.num_samples=7"]), use_ray=True)
 
 
-def test_killed_trial_worker_is_retried_and_the_sweep_finishes(tmp_path, repo_root, ray_local, monkeypatch):
-    from expunge.distributed import init_ray
+def test_killed_trial_worker_is_retried_and_the_sweep_finishes(tmp_path, repo_root, ray_local, faults):
     from expunge.sweep.runner import run_sweep
-    from expunge.sweep.trial import FAULT_ENV
 
-    marker = tmp_path / "trial-killed-once"
-    ray_local.shutdown()  # restart so Ray's workers inherit the fault-injection variable
-    monkeypatch.setenv(FAULT_ENV, f"2:{marker}")
-    init_ray(num_cpus=2)
+    fired = faults.arm("trial", epoch=2)
     cfg = load_config(sweep_yaml(tmp_path / "s.yaml", repo_root, tmp_path / "runs", 3, 2),
                       ["sweep.scheduler=fifo", "sweep.max_failures=1"])
     res = run_sweep(cfg, use_ray=True)
-    assert marker.exists()  # a trial's worker really died mid-trial
+    assert fired.exists()  # a trial's worker really died mid-trial
     table = res["table"]
     assert len(table) == 3 and (table["status"] == "completed").all(), table[["trial_id", "status", "error"]]
-    ray_local.shutdown()
-    monkeypatch.delenv(FAULT_ENV)
-    init_ray(num_cpus=2)  # leave a clean Ray for the tests after this one
 
 
 def test_sweep_over_seeds_scores_the_mean_and_writes_seeded_configs(tmp_path, repo_root, ray_local):

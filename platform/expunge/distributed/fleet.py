@@ -6,33 +6,19 @@ writes the membership matrix last.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from expunge import faults
 from expunge.config import ExperimentConfig
 from expunge.distributed.tasks import run_tasks
 from expunge.experiment import Experiment, log
-
-
-#: fault injection for reliability tests: "i:/path/marker" kills the worker process running member i
-#: the first time (when the marker file does not exist yet), as a lost node would
-FAULT_ENV = "EXPUNGE_FAULT_KILL_MEMBER"
-
-
-def _maybe_die(i: int) -> None:
-    spec = os.environ.get(FAULT_ENV, "")
-    if spec.partition(":")[0] == str(i):
-        marker = spec.partition(":")[2]
-        if marker and not os.path.exists(marker):
-            open(marker, "w").close()
-            os._exit(1)
 
 
 def member_task(cfg: dict[str, Any], i: int, rebuild: bool) -> dict[str, Any]:
     """Ray task body: train (or reuse) fleet member i."""
     from expunge.fleet.members import train_member
 
-    _maybe_die(i)
+    faults.maybe_die("member", member=i)
     ex = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild, verbose=False)
     art = train_member(ex, i)
     return {"key": art.key, "run_time_s": art.manifest.get("run_time_s")}
@@ -43,7 +29,7 @@ def ensemble_task(cfg: dict[str, Any], members: list[int], rebuild: bool) -> lis
     from expunge.fleet.members import train_members_batched
 
     for i in members:
-        _maybe_die(i)
+        faults.maybe_die("member", member=i)
     ex = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild, verbose=False)
     return [{"key": a.key, "run_time_s": a.manifest.get("run_time_s")} for a in train_members_batched(ex, members)]
 

@@ -18,34 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from expunge import faults
 from expunge.config import ExperimentConfig
 from expunge.experiment import Experiment, log
 
 CKPT_WEIGHTS, CKPT_OPTIM, CKPT_STATE = "weights.safetensors", "optimizer.pt", "state.json"
-#: fault injection for reliability tests: "rank:epoch:/path/marker" kills that worker right after it
-#: reports that epoch, once (while the marker does not exist), as a lost node would; a resumed worker
-#: appends its start epoch to "<marker>.resumed"
-FAULT_ENV = "EXPUNGE_FAULT_KILL_TRAIN_WORKER"
-
-
-def _fault(rank: int, epoch: int | None = None, resumed_from: int | None = None) -> None:
-    parts = os.environ.get(FAULT_ENV, "").split(":", 2)
-    if len(parts) != 3:
-        return
-    marker = parts[2]
-    if resumed_from is not None:
-        with open(f"{marker}.resumed", "a") as f:
-            f.write(f"{rank}:{resumed_from}\n")
-    elif parts[0] == str(rank) and parts[1] == str(epoch) and not os.path.exists(marker):
-        open(marker, "w").close()
-        # die a moment after the report, as a node lost mid-epoch would: Ray Train registers reported
-        # checkpoints asynchronously, and a test should not race that registration
-        import time
-
-        time.sleep(3)
-        os._exit(1)
-
-
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
@@ -69,7 +46,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             model.load_state_dict(load_file(os.path.join(d, CKPT_WEIGHTS)))
             optim_state = torch.load(os.path.join(d, CKPT_OPTIM), weights_only=True)
             start_epoch = json.loads(open(os.path.join(d, CKPT_STATE)).read())["epoch"]
-        _fault(rank, resumed_from=start_epoch)
+        faults.record("train_worker", f"{rank}:{start_epoch}")  # which epoch a restarted worker resumed
     ddp = ray.train.torch.prepare_model(model)
     perm = np.random.default_rng(cfg.seed).permutation(ex.plan.train)
     shard = np.sort(perm[rank::world])
@@ -78,7 +55,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         metrics = {k: v for k, v in rec.items() if not k.startswith("_")}
         if rank != 0:
             ray.train.report(metrics)
-            _fault(rank, rec["epoch"])
+            # a moment after the report: Ray Train registers checkpoints asynchronously, and a test
+            # should not race that registration
+            faults.maybe_die("train_worker", delay_s=3.0, rank=rank, epoch=rec["epoch"])
             return
         with tempfile.TemporaryDirectory() as d:
             inner = rec["_model"].module if hasattr(rec["_model"], "module") else rec["_model"]

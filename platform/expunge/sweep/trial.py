@@ -9,32 +9,17 @@ epoch's report can also carry the relearning attack, which runs once on the fina
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Any, Callable
 
 import numpy as np
 from torch import nn
 
+from expunge import faults
 from expunge.audit.stage import audit_values, reference_inputs
 from expunge.config import ExperimentConfig, MethodSpec
 from expunge.experiment import Experiment
 from expunge.sweep.objective import INFEASIBLE_PENALTY, Constraint, score, trial_row
-
-
-#: fault injection for reliability tests: "epoch:/path/marker" makes the first trial that finishes that
-#: epoch die (``os._exit``, as a lost worker would), once: the marker is created atomically
-FAULT_ENV = "EXPUNGE_FAULT_KILL_TRIAL"
-
-
-def _maybe_die(epoch: int) -> None:
-    at, _, marker = os.environ.get(FAULT_ENV, "").partition(":")
-    if marker and at == str(epoch):
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
-        os._exit(1)
 
 
 class TrialScorer:
@@ -103,7 +88,7 @@ def run_trial(params: dict[str, Any], runs: list[dict[str, Any]], method: str, f
 
         def on_epoch(rec: dict[str, Any], scorer: TrialScorer = scorer, rows: list = rows, t0: float = t0,
                      last: bool = last) -> None:
-            _maybe_die(rec["epoch"])
+            faults.maybe_die("trial", epoch=rec["epoch"])
             rte = time.perf_counter() - t0 - scorer.seconds
             row = scorer(rec["_model"])
             rows.append({**row, "RTE_s": rte, "epoch": rec["epoch"], "final": 0.0})
