@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from expunge.config import load_config
+from expunge.config import MethodSpec, load_config
 from expunge.errors import ConfigError
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -38,12 +38,37 @@ sweep:
     return path
 
 
-def test_sweep_asha_best_config_reproduces(tmp_path, repo_root, ray_local):
+@pytest.fixture(scope="module")
+def gold(tmp_path_factory, repo_root):
+    """The original, retrained model and audit shadows of ``sweep_yaml``'s experiment, made once: each
+    test starts from a copy (``storage(...)``), as a sweep does after `expunge run` made them."""
+    from expunge.distributed.fleet import run_fleet
+    from expunge.experiment import Experiment
+    from expunge.fleet.members import audit_shadow_config
+    from expunge.jobs.original import run_original
+
+    root = tmp_path_factory.mktemp("sweep_gold")
+    cfg = load_config(sweep_yaml(root / "s.yaml", repo_root, root / "runs", 1, 1))
+    run_original(cfg, use_ray=False)
+    Experiment(cfg, verbose=False).unlearn(MethodSpec(name="retrain"))
+    run_fleet(audit_shadow_config(cfg), use_ray=False)
+    return root / "runs"
+
+
+def storage(gold: Path, tmp_path: Path) -> Path:
+    """A copy of the gold run directory for one test (a run directory is relocatable)."""
+    import shutil
+
+    shutil.copytree(gold, tmp_path / "runs")
+    return tmp_path / "runs"
+
+
+def test_sweep_asha_best_config_reproduces(tmp_path, repo_root, ray_local, gold):
     from expunge.jobs.unlearn import run_unlearn, unlearn_config
     from expunge.store import Store
     from expunge.sweep.runner import run_sweep
 
-    cfg = load_config(sweep_yaml(tmp_path / "s.yaml", repo_root, tmp_path / "runs", 8, 2))
+    cfg = load_config(sweep_yaml(tmp_path / "s.yaml", repo_root, storage(gold, tmp_path), 8, 2))
     res = run_sweep(cfg, use_ray=True)
     table = res["table"]
     assert len(table) == 8 and set(table["status"]) <= {"completed", "stopped"}
@@ -75,10 +100,10 @@ def test_sweep_asha_best_config_reproduces(tmp_path, repo_root, ray_local):
     assert summary["best"]["objective"]["trial_id"] == best["trial_id"]
 
 
-def test_interrupted_sweep_resumes_and_stale_state_is_refused(tmp_path, repo_root, ray_local):
+def test_interrupted_sweep_resumes_and_stale_state_is_refused(tmp_path, repo_root, ray_local, gold):
     from expunge.sweep.runner import run_sweep
 
-    path = sweep_yaml(tmp_path / "s.yaml", repo_root, tmp_path / "runs", 5, 1)
+    path = sweep_yaml(tmp_path / "s.yaml", repo_root, storage(gold, tmp_path), 5, 1)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = tmp_path / "first.log"
     with open(log, "w") as fh:
@@ -106,11 +131,11 @@ def test_interrupted_sweep_resumes_and_stale_state_is_refused(tmp_path, repo_roo
         run_sweep(load_config(path, ["sweep.num_samples=7"]), use_ray=True)
 
 
-def test_killed_trial_worker_is_retried_and_the_sweep_finishes(tmp_path, repo_root, ray_local, faults):
+def test_killed_trial_worker_is_retried_and_the_sweep_finishes(tmp_path, repo_root, ray_local, faults, gold):
     from expunge.sweep.runner import run_sweep
 
     fired = faults.arm("trial", epoch=2)
-    cfg = load_config(sweep_yaml(tmp_path / "s.yaml", repo_root, tmp_path / "runs", 3, 2),
+    cfg = load_config(sweep_yaml(tmp_path / "s.yaml", repo_root, storage(gold, tmp_path), 3, 2),
                       ["sweep.scheduler=fifo", "sweep.max_failures=1"])
     res = run_sweep(cfg, use_ray=True)
     assert fired.exists()  # a trial's worker really died mid-trial
