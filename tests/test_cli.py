@@ -246,8 +246,10 @@ def test_demo_on_embedded_ray(tmp_path):
     env.pop("RAY_ADDRESS", None)
     exe = Path(sys.executable).with_name("expunge")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "expunge.cli"]
-    res = subprocess.run([*cmd, "demo", f"storage={tmp_path}", "unlearn.methods=[retrain,ga]"],
-                         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    # half the demo's epochs and shadows: measured on the benchmark (seeds 0-2), the original still fits
+    # its corrupted labels (forget-vs-held-out AUC 0.99-1.00) and retraining stays at chance (0.50-0.56)
+    res = subprocess.run([*cmd, "demo", f"storage={tmp_path}", "unlearn.methods=[retrain,ga]", "train.epochs=15",
+                          "audit.shadows=2"], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "retrain" in res.stdout and "ga" in res.stdout and "UA" in res.stdout
     demo = Store(str(tmp_path)).get("demo", "summary", verify=True).read("demo.csv")
@@ -256,9 +258,9 @@ def test_demo_on_embedded_ray(tmp_path):
     orig = table[table.method == "original"].iloc[0]
     retrain = table[table.method == "retrain"].iloc[0]
     # the original fits the corrupted labels of its forget set; the retrained model never saw them
-    assert orig.TA >= 90.0 and orig.UA <= 5.0 and retrain.UA >= 50.0
-    # forget set vs held-out samples corrupted the same way: the original's memorisation is found (measured
-    # 0.997-1.000), the retrained model is at chance (measured 0.48-0.51; ~100 samples a side)
+    assert orig.TA >= 90.0 and orig.UA <= 10.0 and retrain.UA >= 50.0  # measured UA 0-3.2 over seeds 0-2
+    # forget set vs held-out samples corrupted the same way: the original's memorisation is found, the
+    # retrained model is at chance (~70 samples a side)
     for attack in ("lira", "iam"):
         assert orig[f"{attack}_forget_vs_heldout_auc"] >= 0.9
         assert abs(retrain[f"{attack}_forget_vs_heldout_auc"] - 0.5) <= 0.15
