@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,9 +119,13 @@ def test_interrupted_sweep_resumes_and_stale_state_is_refused(tmp_path, repo_roo
     text = log.read_text()
     assert rc == 130 and "interrupted during finetune" in text and "rerun the same command" in text, text[-2000:]
     tune_dir = tmp_path / "runs" / "digits" / "tune" / "small" / "finetune"
-    before = {p.name.split("_")[3] for p in tune_dir.glob("tune_trial_*") 
+    before = {p.name.split("_")[3] for p in tune_dir.glob("tune_trial_*")
               if (p / "result.json").is_file() and (p / "result.json").stat().st_size}
     assert 2 <= len(before) < 5
+    # the message counts the trials that ended, not those that had reported when the run stopped
+    ended = int(re.search(r"\((\d+) of 5 trials finished\)", text).group(1))
+    done_lines = re.findall(r"(\d+)/5 trials done", text)
+    assert ended == int(done_lines[-1]), (ended, done_lines)
 
     res = run_sweep(load_config(path), use_ray=True)  # the same command again: resumes
     table = res["table"]

@@ -31,12 +31,18 @@ def summarize(trials: list[Any], finishing: Any = None, error: bool = False) -> 
             "best": best}
 
 
+#: method -> trials ended as last reported in this driver process; a module-level record because a
+#: resumed Tuner calls back a restored copy of the callback, not the instance the driver holds
+ENDED: dict[str, int] = {}
+
+
 class SweepProgress(Callback):
     def __init__(self, method: str, total: int) -> None:
         self.method, self.total = method, total
 
     def _line(self, trials: list[Any], trial: Any, error: bool) -> None:
         s = summarize(trials, trial, error)
+        ENDED[self.method] = s["done"]
         best = f"; best sweep score {s['best']:.4g}" if math.isfinite(s["best"]) else ""
         log(f"sweep {self.method}: {s['done']}/{self.total} trials done ({s['stopped']} stopped early, "
             f"{s['errors']} errors), {s['running']} running{best}")

@@ -217,7 +217,7 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     from expunge.jobs.original import run_original
     from expunge.jobs.pipeline import unlearn_task
     from expunge.sweep.plots import sweep_figures
-    from expunge.sweep.progress import SweepProgress
+    from expunge.sweep.progress import ENDED, SweepProgress
     from expunge.sweep.trial import tune_trial
 
     sweep = cfg.sweep
@@ -284,6 +284,7 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
             {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
         progress = SweepProgress(method.name, expected_trials(space, sweep))
         path = join_uri(tune_root, slug(method.name))
+        ENDED.pop(method.name, None)
         try:
             grid = _tuner(trainable, space, sweep, method, path, tune_root, cfg.seed, progress,
                           max_epochs(method, space, cfg.train.epochs), rebuild).fit()
@@ -292,7 +293,9 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
                 seal(path)  # the state a later run may restore from, as this run left it
         if len(grid) < expected_trials(space, sweep) or any(not r.metrics and r.error is None for r in grid):
             # Tune stops gracefully on SIGINT and saves its state; the same command resumes it
-            finished = sum(1 for r in grid if r.metrics or r.error is not None)
+            # as the last progress line said (a trial interrupted while running has metrics too)
+            finished = ENDED.get(method.name, sum(1 for r in grid if (r.metrics or {}).get("final")
+                                                  or r.error is not None))
             raise SweepInterrupted(f"sweep {sweep.name} interrupted during {method.name} ({finished} of "
                                    f"{expected_trials(space, sweep)} trials finished); rerun the same command "
                                    "to resume it")
