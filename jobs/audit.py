@@ -3,7 +3,8 @@
 Reads the original and every ``unlearn.methods`` model from the store (run ``expunge run`` first),
 trains the OUT shadow models the metrics need if the store does not have them (Ray tasks), and
 computes ``audit.metrics`` from cached outputs. Writes the leaderboard, the tidy table, per-sample
-scores and JSON under ``<run>/audit/results``.
+scores and JSON under ``<run>/audit/results``, and renders the run's summary and HTML report again
+from them.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from expunge.config import ExperimentConfig
 from expunge.errors import ArtifactError
 from expunge.experiment import Experiment, log
 from expunge.jobs.common import config_job
+from expunge.jobs.pipeline import write_summary
+from expunge.report.build import write_report
 
 
 def run_audit(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
@@ -29,8 +32,13 @@ def run_audit(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     if cfg.audit.shadows:  # the audit's OUT-only shadow fleet, through the fleet path
         run_fleet(audit_shadow_config(cfg), rebuild, use_ray)
     res = audit_models(ex, keys)
+    # the summary and the HTML report follow the tables, so they never show an earlier audit's numbers
+    summary = write_summary(ex, res["leaderboard"])
+    html = write_report(ex.store.uri)["html"]
     print(res["leaderboard"].to_string(index=False), flush=True)
     log(f"audit tables: {res['path']}")
+    log(f"report: {summary}")
+    log(f"html report: {html}")
     return res
 
 

@@ -92,6 +92,14 @@ def test_audit_command_needs_stored_models_then_audits(tmp_path, capsys):
     assert main(["audit", *args, "audit.metrics=[accuracy,svc_mia]"]) == 0
     out = capsys.readouterr()
     assert "MIA_efficacy" in out.out and "audit tables:" in out.err
+    # the summary and HTML report were rendered again from the new tables: no column of the earlier
+    # audit (CR, MIACR, RMIA ... of digits.yaml's metrics) survives in them
+    run = Store(str(tmp_path / "digits"))
+    summary = run.get("reports", "summary", verify=True)
+    text = "".join(summary.read(n) for n in summary.files() if n.endswith(".md"))
+    html = run.get("reports", "report", verify=True)
+    page = "".join(html.read(n) for n in html.files() if n.endswith(".html"))
+    assert "MIA_efficacy" in text and "rmia" not in text.lower() and "rmia_binui_auc" not in page
 
 
 @pytest.mark.slow

@@ -102,6 +102,20 @@ class Experiment:
         return files, {"split_hash": plan.hash}
 
     # --- store access ------------------------------------------------------------------------
+    def checked_get(self, kind: str, key: str, expect: dict[str, Any]) -> Artifact | None:
+        """``store.get(..., verify=True)``; a split or original made from other settings is refused
+        with the exact ``name=`` that runs this request beside it (derived from the request, so the
+        same request finds the same run again)."""
+        try:
+            return self.store.get(kind, key, expect=expect, verify=True)
+        except StaleArtifactError as exc:
+            if (kind, key) not in (("split", "plan"), ("models", "original")):
+                raise
+            name = f"{self.cfg.name}-{short_hash(expect, 6)}"
+            what = str(exc).removesuffix("; use a new run name or --rebuild")
+            raise StaleArtifactError(f"{what}; to keep both, add name={name} (a separate run directory), "
+                                     "or --rebuild to replace it") from None
+
     def _fetch(self, kind: str, key: str, expect: dict[str, Any],
                build: Callable[[], tuple[dict[str, Any], dict[str, Any]]]) -> Artifact:
         """The stored artifact if it matches ``expect``; else build and store it (or refuse).
@@ -118,7 +132,7 @@ class Experiment:
         if said is None:
             said = Experiment._models_said = set()
         try:
-            art = self.store.get(kind, key, expect=expect, verify=True)
+            art = self.checked_get(kind, key, expect)
         except ArtifactError:
             if not self.rebuild:
                 raise
@@ -173,7 +187,7 @@ class Experiment:
         self._check_conformal_sizes()
         if self.rebuild:
             return
-        original = self.store.get("models", "original", expect=self.original_expect(), verify=True)
+        original = self.checked_get("models", "original", self.original_expect())
         for spec in methods:
             if original is not None:
                 self.store.get("models", self.unlearned_key(spec), expect=self._unlearn_expect(spec, original),
