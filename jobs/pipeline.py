@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from expunge.config import ExperimentConfig, MethodSpec
+from expunge.errors import ConfigError
 from expunge.experiment import Experiment, log
 from expunge.jobs.common import config_job
 from expunge.audit.stage import audit_models
@@ -35,9 +36,21 @@ def unlearn_task(cfg: dict[str, Any], spec: dict[str, Any], rebuild: bool) -> di
 def run_pipeline(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True,
                  print_table: bool = True) -> dict[str, Any]:
     """One experiment end to end; with ``cfg.seeds``, once per seed plus the cross-seed summary."""
+    check_work(cfg)
     if cfg.seeds is not None:
         return run_seeds(cfg, rebuild, use_ray, print_table)
     return run_single(cfg, rebuild, use_ray, print_table)
+
+
+def check_work(cfg: ExperimentConfig) -> None:
+    """An experiment with nothing to unlearn or nothing to measure is a mistake, not a run: refused
+    before anything is trained (``expunge train`` trains the original alone)."""
+    if not cfg.unlearn.methods:
+        raise ConfigError("unlearn.methods is empty: name the methods to run (`expunge info` lists them), "
+                          "e.g. unlearn.methods=[retrain,finetune]; `expunge train` trains the original alone")
+    if not cfg.audit.metrics:
+        raise ConfigError("audit.metrics is empty: name the metrics to compute (`expunge info` lists them), "
+                          "e.g. audit.metrics=[accuracy]")
 
 
 def run_seeds(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True,

@@ -106,6 +106,8 @@ CASES = [
     (["fleet", DIGITS, "fleet.kind=unlearned", "fleet.size=2"], ["fleet.method"]),
     (["fleet", DIGITS, "fleet.size=-1"], ["fleet.size"]),
     (["run", DIGITS, "scaling.num_workers=0"], ["scaling.num_workers"]),
+    (["run", DIGITS, "unlearn.methods=[]"], ["unlearn.methods is empty"]),
+    (["run", DIGITS, "audit.metrics=[]", "audit.shadows=0"], ["audit.metrics is empty"]),
     (["sweep", DIGITS, "sweep.methods=[{name: ieu, space: {sigma: {loguniform: [-1, 1]}}}]"], ["sigma", "loguniform"]),
     (["sweep", DIGITS, "sweep.methods=[{name: ieu, space: {sigmaa: {uniform: [0, 1]}}}]"], ["sigmaa", "unknown"]),
     (["unlearn", "--method", "nope"], ["nope"]),
