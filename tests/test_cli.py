@@ -81,6 +81,23 @@ def test_demo_local_table_and_reuse(fresh_demo, tmp_path, capsys):
     assert "original: epoch" not in err
 
 
+def test_a_narrower_command_adds_rows_instead_of_replacing_the_leaderboard(fresh_demo, tmp_path, capsys):
+    """`expunge unlearn --method rl` after a run: the run's leaderboard and report gain rl's row and
+    keep every model audited before (re-audited with the current settings)."""
+    storage = demo_copy(fresh_demo, tmp_path)
+    run = storage / demo_run_dir(fresh_demo[2]).name
+    before = Store(str(run)).get("audit", "results", verify=True).read("leaderboard.csv")
+    code, _, err = run_cli(["unlearn", "--config", "configs/experiments/digits_mislabeled.yaml", "--method", "rl",
+                            "method.min_steps=0", "--local", f"storage={storage}", "train.epochs=6", "audit.shadows=1"],
+                           capsys)
+    assert code == 0, err
+    after = Store(str(run)).get("audit", "results", verify=True).read("leaderboard.csv")
+    assert set(after["method"]) == set(before["method"]) | {"rl"}
+    assert "keeping 3 model(s) of the previous leaderboard" in err
+    kept = before.set_index("method").loc[["retrain", "finetune", "ga"], ["UA", "TA"]]
+    assert after.set_index("method").loc[["retrain", "finetune", "ga"], ["UA", "TA"]].equals(kept)
+
+
 def test_changed_config_is_refused_then_rebuilt(fresh_demo, tmp_path, capsys):
     storage = demo_copy(fresh_demo, tmp_path)
     run = storage / demo_run_dir(fresh_demo[2]).name

@@ -100,10 +100,51 @@ def audit_values(ex: Experiment, inputs: AuditInputs, metrics: list[str], model:
     return values, per_sample, curve
 
 
-def audit_models(ex: Experiment, model_keys: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+def earlier_audited(ex: Experiment) -> dict[str, str]:
+    """The models of this run's previous leaderboard that still belong to it: stored, intact, and
+    unlearned from the current original on the current split by the current unlearning code
+    (``model key -> its row label``). A later, narrower command (one ``expunge unlearn --method``)
+    then adds its rows to the leaderboard instead of replacing it."""
+    from expunge.errors import ArtifactError
+    from expunge.versions import code_version
+
+    try:
+        previous = ex.store.get("audit", "results", verify=True)
+        original = ex.store.get("models", "original")
+    except ArtifactError as exc:
+        log(f"audit: the previous leaderboard is not carried over ({exc})")
+        return {}
+    if previous is None or original is None:
+        return {}
+    board = previous.read("leaderboard.csv")
+    kept = {}
+    for key, label in zip(board["model"], board["method"]):
+        try:
+            art = ex.store.get("models", key)
+        except ArtifactError:
+            continue
+        man = art.manifest if art is not None else {}
+        if (key != "original" and art is not None and man.get("config", {}).get("original") == original.manifest["content_hash"]
+                and man.get("split_hash") == ex.plan.hash and man.get("code_version") == code_version("unlearn")):
+            kept[key] = str(label)
+    return kept
+
+
+def audit_models(ex: Experiment, model_keys: list[str], labels: dict[str, str] | None = None,
+                 keep_earlier: bool = True) -> dict[str, Any]:
     """Audit ``model_keys`` (which must be in the store); returns and stores the tables.
 
-    ``labels`` names rows in the ``method`` column (default: the method that made the model)."""
+    ``labels`` names rows in the ``method`` column (default: the method that made the model). With
+    ``keep_earlier``, the models of the run's previous leaderboard that still belong to it
+    (:func:`earlier_audited`) are audited again with this audit's settings and kept, after the
+    requested ones, so the leaderboard and report always show every model of the run."""
+    labels = dict(labels or {})
+    if keep_earlier:
+        earlier = {k: v for k, v in earlier_audited(ex).items() if k not in model_keys}
+        if earlier and ex.verbose:
+            log(f"audit: keeping {len(earlier)} model(s) of the previous leaderboard: {', '.join(earlier.values())}")
+        labels = {**earlier, **labels}
+        model_keys = [*model_keys, *earlier]
     model_keys = list(dict.fromkeys(model_keys))  # one row per model, even if two specs made the same one
     cfg = ex.cfg.audit
     inputs_for = reference_inputs(ex)
