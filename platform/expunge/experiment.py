@@ -27,6 +27,7 @@ from expunge.data import DeviceData, ImageDataset, SplitPlan, SplitSizes, load_d
 from expunge.data.noise import with_label_noise
 from expunge.data.splits import SETS
 from expunge.errors import ArtifactError, CorruptArtifactError, StaleArtifactError
+from expunge.store.lock import artifact_lock
 from expunge.metrics import Outputs
 from expunge.models import create_model
 from expunge.models.checkpoint import file_sha256, load_into, read_weights
@@ -141,8 +142,24 @@ class Experiment:
             art = None
         reused = art is not None
         if not reused:
-            files, extra = build()
-            art = self.store.put(kind, key, files, replace=True, **{**expect, **extra})
+            def waiting(holder: dict[str, Any]) -> None:
+                log(f"{kind}/{key}: waiting for process {holder.get('pid')} on {holder.get('host')}, which is "
+                    "building it")
+
+            with artifact_lock(self.store.uri, kind, key, on_wait=waiting) as waited:
+                if waited:  # the other command has stored it by now (or failed): look again
+                    try:
+                        art = self.checked_get(kind, key, expect)
+                    except ArtifactError:
+                        if not self.rebuild:
+                            raise
+                        art = None
+                    if art is not None:
+                        log(f"reused {kind}/{key} (stored {art.manifest.get('created', '')} by the command "
+                            "it waited for)")
+                        return art
+                files, extra = build()
+                art = self.store.put(kind, key, files, replace=True, **{**expect, **extra})
         if kind != "models":
             return art
         mark = (started, self.store.uri, key, art.manifest["content_hash"])
