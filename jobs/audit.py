@@ -17,8 +17,7 @@ from expunge.config import ExperimentConfig
 from expunge.errors import ArtifactError
 from expunge.experiment import Experiment, log
 from expunge.jobs.common import config_job
-from expunge.jobs.pipeline import write_summary
-from expunge.report.build import write_report
+from expunge.jobs.pipeline import write_reports
 
 
 def run_audit(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
@@ -32,9 +31,7 @@ def run_audit(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     if cfg.audit.shadows:  # the audit's OUT-only shadow fleet, through the fleet path
         run_fleet(audit_shadow_config(cfg), rebuild, use_ray)
     res = audit_models(ex, keys)
-    # the summary and the HTML report follow the tables, so they never show an earlier audit's numbers
-    summary = write_summary(ex, res["leaderboard"])
-    html = write_report(ex.store.uri)["html"]
+    summary, html = write_reports(ex, res["leaderboard"])
     print(res["leaderboard"].to_string(index=False), flush=True)
     log(f"audit tables: {res['path']}")
     log(f"report: {summary}")

@@ -55,11 +55,11 @@ def run_llm_audit(target: str, data: str, out: str, *, fit: Sequence[str] = (), 
     """Check every input, score, attack, evaluate and write the report; returns the tables and path."""
     import torch
 
+    from expunge.config import safe_name
     from expunge.llm.attacks import ATTACKS
     from expunge.llm.audit import ModelRef, Scorer, audit_lm
     from expunge.llm.data import load_population, load_text_dataset, parse_label_map
     from expunge.llm.evaluate import TASKS, auc_summary, fmt_table, per_sample_table, report_files, roc_png
-    from expunge.config import safe_name
     from expunge.llm.models import check_model_source
     from expunge.llm.scoring import LogProbCache, ScoringSettings
     from expunge.store import Store

@@ -127,8 +127,7 @@ def run_single(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = Tru
         labels = {r["key"]: s.label for r, s in zip(results, cfg.unlearn.methods) if s.label}
         audit = audit_models(ex, ["original", *[r["key"] for r in results]], labels)
     table = audit["leaderboard"]
-    report = write_summary(ex, table)
-    html = write_report(ex.store.uri)["html"]
+    report, html = write_reports(ex, table)
     if print_table:
         print(table.to_string(index=False), flush=True)
     log(f"audit tables: {audit['path']}")
@@ -136,6 +135,12 @@ def run_single(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = Tru
     log(f"report: {report}")
     log(f"html report: {html}")
     return {"table": table, "run_dir": ex.store.uri, "report": report, "html_report": html, "audit": audit["path"]}
+
+
+def write_reports(ex: Experiment, table: pd.DataFrame) -> tuple[str, str]:
+    """The run's Markdown summary and HTML report, rendered from the audit just stored (so they never
+    show an earlier audit's numbers); returns their paths."""
+    return write_summary(ex, table), write_report(ex.store.uri)["html"]
 
 
 def write_summary(ex: Experiment, table: pd.DataFrame) -> str:

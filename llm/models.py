@@ -130,12 +130,10 @@ def load_causal_lm(name_or_path: str, trust_remote_code: bool = False, device: s
 def _pickle_refusal(local: Path) -> str:
     """Why torch.load(weights_only=True) refused the directory's .bin checkpoint, in one line (torch's
     own message is a page long)."""
-    import zipfile
+    from expunge.models.checkpoint import looks_like_torch_file
 
     for f in sorted(local.glob("*.bin")):
-        with open(f, "rb") as fh:
-            head = fh.read(1)
-        if not zipfile.is_zipfile(f) and head != b"\x80":
+        if not looks_like_torch_file(f):
             return f"{f.name} is not a torch checkpoint (neither a zip archive nor a pickle stream)"
         return (f"{f.name} holds pickled objects that only an unrestricted unpickler could load (that runs "
                 "code); save the model with safetensors (save_pretrained(safe_serialization=True))")

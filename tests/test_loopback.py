@@ -61,12 +61,12 @@ def test_every_ray_listener_is_loopback(ray_local):
     ctx = ray_local.get_runtime_context()
     assert ctx.gcs_address.split(":")[0] == "127.0.0.1"
     assert {n["NodeManagerAddress"] for n in ray_local.nodes()} == {"127.0.0.1"}
-    session = ray_local._private.worker._global_node.get_session_dir_path()
-    # this instance only: its GCS and raylet name the session on their command line, and its workers
+    instance_dir = ray_local._private.worker._global_node.get_session_dir_path()
+    # this instance only: its GCS and raylet name its temp directory on their command line, and its workers
     # and agents descend from them (a bare "ray::" title would also match another Ray on the machine)
     ray_pids = set()
     for proc in psutil.process_iter(["pid", "cmdline"]):
-        if session in " ".join(proc.info["cmdline"] or []):
+        if instance_dir in " ".join(proc.info["cmdline"] or []):
             try:
                 ray_pids |= {proc.pid, *(c.pid for c in proc.children(recursive=True))}
             except psutil.NoSuchProcess:

@@ -132,14 +132,18 @@ class Experiment:
         said = Experiment.__dict__.get("_models_said")
         if said is None:
             said = Experiment._models_said = set()
-        try:
-            art = self.checked_get(kind, key, expect)
-        except ArtifactError:
-            if not self.rebuild:
-                raise
-            if self.verbose:
-                log(f"rebuilding {kind}/{key}")
-            art = None
+        def lookup(say: bool) -> Artifact | None:
+            """The stored artifact, or None when absent (or, with ``rebuild``, unusable)."""
+            try:
+                return self.checked_get(kind, key, expect)
+            except ArtifactError:
+                if not self.rebuild:
+                    raise
+                if say and self.verbose:
+                    log(f"rebuilding {kind}/{key}")
+                return None
+
+        art = lookup(say=True)
         reused = art is not None
         if not reused:
             def waiting(holder: dict[str, Any]) -> None:
@@ -148,12 +152,7 @@ class Experiment:
 
             with artifact_lock(self.store.uri, kind, key, on_wait=waiting) as waited:
                 if waited:  # the other command has stored it by now (or failed): look again
-                    try:
-                        art = self.checked_get(kind, key, expect)
-                    except ArtifactError:
-                        if not self.rebuild:
-                            raise
-                        art = None
+                    art = lookup(say=False)
                     if art is not None:
                         log(f"reused {kind}/{key} (stored {art.manifest.get('created', '')} by the command "
                             "it waited for)")
@@ -207,7 +206,7 @@ class Experiment:
         original = self.checked_get("models", "original", self.original_expect())
         for spec in methods:
             if original is not None:
-                self.store.get("models", self.unlearned_key(spec), expect=self._unlearn_expect(spec, original),
+                self.store.get("models", self.unlearned_key(spec), expect=self.unlearn_expect(spec, original),
                                verify=True)
 
     def _check_conformal_sizes(self) -> None:
@@ -327,7 +326,7 @@ class Experiment:
             finally:
                 self._reading_input = False
         seed = self.cfg.seed if seed is None else seed
-        expect = {**self._unlearn_expect(spec, original), "seed": seed}
+        expect = {**self.unlearn_expect(spec, original), "seed": seed}
         key = key or self.unlearned_key(spec)
 
         def build():
@@ -356,7 +355,9 @@ class Experiment:
                              self._seeded_factory, seed=seed, callback=callback)
         return unlearn(spec.name, spec.params, ctx)
 
-    def _unlearn_expect(self, spec: MethodSpec, original: Artifact) -> dict[str, Any]:
+    def unlearn_expect(self, spec: MethodSpec, original: Artifact) -> dict[str, Any]:
+        """What an unlearned model's manifest must say to be ``spec`` applied to ``original`` on this
+        split by this unlearning code."""
         params = METHODS.get(spec.name).parse_config(spec.params).model_dump()
         return {"config": {"method": spec.name, "params": params, "original": original.manifest["content_hash"]},
                 "split_hash": self.plan.hash, "seed": self.cfg.seed, "code_version": code_version("unlearn")}

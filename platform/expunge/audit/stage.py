@@ -105,8 +105,8 @@ def earlier_audited(ex: Experiment) -> dict[str, str]:
     unlearned from the current original on the current split by the current unlearning code
     (``model key -> its row label``). A later, narrower command (one ``expunge unlearn --method``)
     then adds its rows to the leaderboard instead of replacing it."""
+    from expunge.config import MethodSpec
     from expunge.errors import ArtifactError
-    from expunge.versions import code_version
 
     try:
         previous = ex.store.get("audit", "results", verify=True)
@@ -120,13 +120,14 @@ def earlier_audited(ex: Experiment) -> dict[str, str]:
     kept = {}
     for key, label in zip(board["model"], board["method"]):
         try:
-            art = ex.store.get("models", key)
-        except ArtifactError:
+            made = ex.store.get("models", key)
+            if key == "original" or made is None:
+                continue
+            spec = MethodSpec(name=made.manifest["config"]["method"], params=made.manifest["config"]["params"])
+            ex.store.get("models", key, expect=ex.unlearn_expect(spec, original))  # refused if not this run's
+        except (ArtifactError, KeyError, TypeError):
             continue
-        man = art.manifest if art is not None else {}
-        if (key != "original" and art is not None and man.get("config", {}).get("original") == original.manifest["content_hash"]
-                and man.get("split_hash") == ex.plan.hash and man.get("code_version") == code_version("unlearn")):
-            kept[key] = str(label)
+        kept[key] = str(label)
     return kept
 
 

@@ -30,6 +30,16 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def looks_like_torch_file(path: str | Path) -> bool:
+    """Whether ``path`` is what ``torch.save`` writes: a zip archive, or (legacy) a pickle stream,
+    which opens with the PROTO opcode 0x80. Anything else is not a checkpoint at all."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(1)
+    return zipfile.is_zipfile(path) or head == b"\x80"
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict of tensors from ``path``; :class:`ConfigError` naming the file otherwise."""
     p = Path(path).expanduser()
@@ -45,12 +55,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise ConfigError(f"model.weights: {p} is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
     elif suffix in TORCH_SUFFIXES:
-        import zipfile
-
-        with open(p, "rb") as f:
-            head = f.read(2)
-        # torch.save writes a zip archive (or, legacy, a pickle stream opening with the PROTO opcode)
-        if not zipfile.is_zipfile(p) and head[:1] != b"\x80":
+        if not looks_like_torch_file(p):
             raise ConfigError(f"model.weights: {p} is not a torch checkpoint (neither a zip archive nor a pickle "
                               "stream); save the state_dict with safetensors or torch.save")
         try:
