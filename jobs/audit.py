@@ -12,7 +12,7 @@ from typing import Any
 
 from expunge.audit.stage import audit_models
 from expunge.distributed.fleet import run_fleet
-from expunge.fleet.members import audit_shadow_config
+from expunge.fleet.members import audit_shadow_config, check_fleets
 from expunge.config import ExperimentConfig
 from expunge.errors import ArtifactError
 from expunge.experiment import Experiment, log
@@ -23,6 +23,7 @@ from expunge.jobs.pipeline import write_reports
 def run_audit(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
     ex = Experiment(cfg, rebuild=rebuild)
     ex.preflight(cfg.unlearn.methods)
+    check_fleets(ex)
     keys = ["original", *[ex.unlearned_key(s) for s in cfg.unlearn.methods]]
     missing = [k for k in keys if not ex.store.exists("models", k)]
     if missing:

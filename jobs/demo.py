@@ -60,6 +60,7 @@ def run_demo(overrides: list[str], rebuild: bool = False, use_ray: bool = True,
     text = ("# expunge demo on digits\n\nUA = 1 - forget accuracy, RA, TA in percent; RTE in seconds; "
             f"the demo took {seconds / 60:.1f} minutes.\n\n" + markdown_table(table) + "\n")
     art = store.put("demo", "summary", {"demo.md": text, "demo.csv": table, "demo.parquet": table}, replace=True,
+                    repair=rebuild,
                     config={"configs": [c.model_dump() for c in cfgs]})
     shown = [c for c in SHOWN if c in table.columns]
     print("\n" + table[shown].to_string(index=False), flush=True)

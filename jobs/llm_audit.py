@@ -137,7 +137,7 @@ def run_llm_audit(target: str, data: str, out: str, *, fit: Sequence[str] = (), 
     extra = {"scoreui": res["scoreui"]} if res["scoreui"] is not None else None
     files = report_files(results, summary, per_sample_table(queries.ids, queries.labels, scores), plots,
                          "expunge LLM audit", notes, extra)
-    art = store.put("llm_audit", name, files, replace=True,
+    art = store.put("llm_audit", name, files, replace=True, repair=rebuild,
                     config={"target": target, "fit": list(fit), "references": list(references), "data": data,
                             "population": population, "checkpoints": list(checkpoints),
                             "attacks": res["attacks"], "data_hash": queries.hash})

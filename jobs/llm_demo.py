@@ -142,7 +142,7 @@ def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
             return model(torch.tensor([tok.encode(probe)])).logits[0].float().numpy()
 
     def put(key: str, model: torch.nn.Module, config: dict[str, Any]):
-        return save_lm(store, key, model, tok, config=config, replace=True,
+        return save_lm(store, key, model, tok, config=config, replace=True, repair=rebuild,
                        extra_files={"probe_logits.npy": probe_logits(model)})
 
     def stored(key: str, config: dict[str, Any]):
@@ -295,7 +295,7 @@ def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
     files = report_files(results, summary, samples, plots, "expunge LLM unlearning audit demo", notes, extra)
     files.pop("auc_table.csv", None)
     files["auc_table.csv"] = table
-    art = store.put("llm_demo", "report", files, replace=True, config=cfg.model_dump(), timings=timings,
+    art = store.put("llm_demo", "report", files, replace=True, repair=rebuild, config=cfg.model_dump(), timings=timings,
                     roundtrip_max_abs_diff=roundtrip)
     print("\n" + fmt_table(table) + "\n", flush=True)
     log(f"report: {art.path}/report.md (tables: auc_table.csv, results.csv, scores.parquet; ROC plots: "

@@ -19,7 +19,7 @@ from expunge.experiment import Experiment, log
 from expunge.jobs.common import config_job
 from expunge.audit.stage import audit_models
 from expunge.distributed.fleet import run_fleet
-from expunge.fleet.members import audit_shadow_config
+from expunge.fleet.members import audit_shadow_config, check_fleets
 from expunge.jobs.original import run_original
 from expunge.report.build import write_report
 from expunge.report.markdown import markdown_table
@@ -58,12 +58,14 @@ def run_seeds(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     """:func:`run_single` for every seed (all configs checked first), then :func:`write_seed_summary`."""
     per_seed = cfg.per_seed_configs()
     for c in per_seed:  # refuse inapplicable methods or stale artifacts of any seed before computing
-        Experiment(c, rebuild=rebuild, verbose=False).preflight(c.unlearn.methods)
+        seed_ex = Experiment(c, rebuild=rebuild, verbose=False)
+        seed_ex.preflight(c.unlearn.methods)
+        check_fleets(seed_ex)
     runs = {}
     for c in per_seed:
         log(f"seed {c.seed} ({len(runs) + 1} of {len(per_seed)})")
         runs[c.seed] = run_single(c, rebuild, use_ray, print_table=False)
-    summary = write_seed_summary(cfg, {s: r["table"] for s, r in runs.items()})
+    summary = write_seed_summary(cfg, {s: r["table"] for s, r in runs.items()}, rebuild)
     if print_table:
         print(summary["shown"].to_string(index=False), flush=True)
     log(f"per-seed run directories: {', '.join(r['run_dir'] for r in runs.values())}")
@@ -78,7 +80,7 @@ SEED_SHOWN = ("UA", "RA", "TA", "MIA_efficacy", "lira_forget_vs_heldout_auc", "r
               "iam_forget_vs_heldout_auc", "iam_binui_auc", "avg_gap", "RTE_s")
 
 
-def write_seed_summary(cfg: ExperimentConfig, tables: dict[int, pd.DataFrame]) -> dict[str, Any]:
+def write_seed_summary(cfg: ExperimentConfig, tables: dict[int, pd.DataFrame], rebuild: bool = False) -> dict[str, Any]:
     """Mean ± std of every leaderboard column and paired comparisons on :data:`SEED_COMPARED`,
     stored as ``<run>/seeds/summary`` (CSV, parquet and Markdown)."""
     from expunge.audit.seeds import format_mean_std, paired_comparison, seed_summary
@@ -97,7 +99,8 @@ def write_seed_summary(cfg: ExperimentConfig, tables: dict[int, pd.DataFrame]) -
                       "paired bootstrap 95% interval over seeds.", "", markdown_table(pairs.round(4)), ""])
     art = Store(cfg.run_dir).put("seeds", "summary", {
         "summary.csv": summary, "summary.parquet": summary, "paired.csv": pairs, "paired.parquet": pairs,
-        "summary.md": text}, config={"seeds": seeds, "compared": list(SEED_COMPARED)}, replace=True)
+        "summary.md": text}, config={"seeds": seeds, "compared": list(SEED_COMPARED)}, replace=True,
+        repair=rebuild)
     return {"summary": summary, "paired": pairs, "shown": shown, "path": art.path}
 
 
@@ -107,11 +110,12 @@ def run_single(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = Tru
 
     ex = Experiment(cfg, rebuild=rebuild)
     ex.preflight(cfg.unlearn.methods)
+    check_fleets(ex)  # damaged or mismatching fleet members: refused before anything is trained
     plan = ex.plan
     log(f"run {cfg.name}: {cfg.data.dataset}, forget {cfg.data.forget} ({len(plan.forget)} of "
         f"{len(plan.train)} train samples), model {cfg.model.name}, storage {ex.store.uri}")
     # each stage's wall time goes to <run>/timings/<stage> (with the config) for the report
-    timed = partial(stage_timer, ex.store, device=str(ex.device), config=cfg.model_dump(mode="json"))
+    timed = partial(stage_timer, ex.store, device=str(ex.device), config=cfg.model_dump(mode="json"), repair=rebuild)
     with timed("original"):
         run_original(cfg, rebuild, use_ray)
     if cfg.fleet.size:  # the config's own fleet (LiRA shadows, retrain or unlearned fleets), reused when stored
@@ -140,7 +144,7 @@ def run_single(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = Tru
 def write_reports(ex: Experiment, table: pd.DataFrame) -> tuple[str, str]:
     """The run's Markdown summary and HTML report, rendered from the audit just stored (so they never
     show an earlier audit's numbers); returns their paths."""
-    return write_summary(ex, table), write_report(ex.store.uri)["html"]
+    return write_summary(ex, table), write_report(ex.store.uri, rebuild=ex.rebuild)["html"]
 
 
 def write_summary(ex: Experiment, table: pd.DataFrame) -> str:
@@ -154,7 +158,7 @@ def write_summary(ex: Experiment, table: pd.DataFrame) -> str:
         "RTE = unlearning wall-clock seconds; gap_* and avg_gap: distance to retrain", "",
         markdown_table(table), ""])
     art = ex.store.put("reports", "summary", {"summary.md": text}, split_hash=plan.hash, seed=cfg.seed,
-                       replace=True)
+                       replace=True, repair=ex.rebuild)
     return f"{art.path}/summary.md"
 
 

@@ -18,9 +18,10 @@ from expunge.jobs.common import find_config, main_wrapper, parse_with_overrides
 from expunge.report.build import write_report
 
 
-def run_report(run_dir: str, out: str | None = None) -> dict[str, Any]:
-    """Render and store the report of ``run_dir``; prints where it is and returns the paths."""
-    res = write_report(run_dir, out)
+def run_report(run_dir: str, out: str | None = None, rebuild: bool = False) -> dict[str, Any]:
+    """Render and store the report of ``run_dir``; prints where it is and returns the paths. A damaged
+    stored report is refused by name unless ``rebuild``."""
+    res = write_report(run_dir, out, rebuild)
     print(f"report sections: {', '.join(res['sections'])} ({len(res['figures'])} figures)", file=sys.stderr)
     print(f"report: {res['html']}", flush=True)
     print(f"summary: {res['markdown']}", flush=True)
@@ -35,6 +36,7 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", dest="run_flag", default=None, metavar="RUN", help="run directory (same as RUN)")
     p.add_argument("--config", "-c", default=None, help="experiment YAML whose run_dir holds the run")
     p.add_argument("--out", "-o", default=None, help="also write the report here (a folder, or a .html file)")
+    p.add_argument("--rebuild", action="store_true", help="replace a damaged stored report")
     p.set_defaults(overrides=[])
 
 
@@ -58,7 +60,7 @@ def resolve_run_dir(run: str | None, run_flag: str | None, config: str | None, o
 
 def report_command(args: argparse.Namespace) -> int:
     """The handler shared by this job and ``expunge report``."""
-    run_report(resolve_run_dir(args.run, args.run_flag, args.config, args.overrides), args.out)
+    run_report(resolve_run_dir(args.run, args.run_flag, args.config, args.overrides), args.out, args.rebuild)
     return 0
 
 

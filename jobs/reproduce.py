@@ -84,7 +84,7 @@ def run_reproduce(storage: str = DEFAULT_STORAGE, seeds: list[int] | None = None
         per_seed = [scoreui_of(c, rebuild) for c in cfgs["mislabeled"].per_seed_configs()]
         rows += claim_rows.scoreui_rows({a: np.array([s[a] for s in per_seed]) for a in per_seed[0]})
     minutes = (time.perf_counter() - t0) / 60
-    return write_claims(storage, pd.DataFrame([r.as_dict() for r in rows]), seeds, quick, minutes)
+    return write_claims(storage, pd.DataFrame([r.as_dict() for r in rows]), seeds, quick, minutes, rebuild)
 
 
 def scoreui_of(cfg: ExperimentConfig, rebuild: bool) -> dict[str, float]:
@@ -93,7 +93,8 @@ def scoreui_of(cfg: ExperimentConfig, rebuild: bool) -> dict[str, float]:
     return scoreui_spearman(Experiment(cfg, rebuild=rebuild, verbose=False))
 
 
-def write_claims(storage: str, table: pd.DataFrame, seeds: list[int], quick: bool, minutes: float) -> dict[str, Any]:
+def write_claims(storage: str, table: pd.DataFrame, seeds: list[int], quick: bool, minutes: float,
+                 rebuild: bool = False) -> dict[str, Any]:
     # a claim tested by two protocols (e.g. (a) on the memorising and the well-generalising case) has one
     # row per protocol: the protocol column tells them apart
     shown = table[["claim", "protocol", "paper", "ours", "comparison", "verdict"]]
@@ -106,7 +107,8 @@ def write_claims(storage: str, table: pd.DataFrame, seeds: list[int], quick: boo
         Paragraph(header), Table(shown.reset_index(drop=True), caption="verdict rules in the comparison column")))])
     art = Store(storage).put("reproduce", "claims", {"claims.csv": table, "claims.parquet": table, "claims.md": text,
                                                      "claims.html": html},
-                             config={"seeds": seeds, "quick": quick}, run_time_s=minutes * 60, replace=True)
+                             config={"seeds": seeds, "quick": quick}, run_time_s=minutes * 60, replace=True,
+                             repair=rebuild)
     with pd.option_context("display.max_colwidth", 60, "display.width", 200):
         print(shown.to_string(index=False), flush=True)
     log(f"claims table: {art.path}/claims.md (csv, parquet, html beside it); {minutes:.1f} minutes")

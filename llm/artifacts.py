@@ -51,16 +51,18 @@ def _read_saved(folder: str) -> dict[str, Any]:
 
 
 def save_lm(store: Any, key: str, model: torch.nn.Module, tokenizer: Any = None, *, config: Any = None,
-            replace: bool = False, extra_files: dict[str, Any] | None = None, **extra: Any):
+            replace: bool = False, repair: bool = False, extra_files: dict[str, Any] | None = None,
+            **extra: Any):
     """Store ``model`` (and ``tokenizer``) as the artifact ``llm_models/<key>``; returns the Artifact.
-    ``extra_files`` (e.g. ``{"probe_logits.npy": array}``) are stored alongside."""
+    ``extra_files`` (e.g. ``{"probe_logits.npy": array}``) are stored alongside; ``replace`` and
+    ``repair`` as in :meth:`expunge.store.Store.put`."""
     with tempfile.TemporaryDirectory() as d:
         model.save_pretrained(d)
         if tokenizer is not None:
             tokenizer.save_pretrained(d)
         files = {**_read_saved(d), **(extra_files or {})}
     n_params = sum(p.numel() for p in model.parameters())
-    return store.put(KIND, key, files, config=config, replace=replace, n_params=n_params,
+    return store.put(KIND, key, files, config=config, replace=replace, repair=repair, n_params=n_params,
                      architecture=type(model).__name__, **extra)
 
 

@@ -185,7 +185,10 @@ def test_every_manifest_field_is_covered(tmp_path, edit):
     json.dump(man, open(path, "w"))
     with pytest.raises(CorruptArtifactError, match="models/m: manifest"):
         store.get("models", "m")
-    store.put("models", "m", _files(), config={"lr": 0.1}, seed=0, run_time_s=12.5, replace=True)  # --rebuild
+    with pytest.raises(CorruptArtifactError, match="models/m: manifest"):  # not papered over by a later write
+        store.put("models", "m", _files(), config={"lr": 0.1}, seed=0, run_time_s=12.5, replace=True)
+    store.put("models", "m", _files(), config={"lr": 0.1}, seed=0, run_time_s=12.5, replace=True,
+              repair=True)  # --rebuild
     assert store.get("models", "m", verify=True).manifest["run_time_s"] == 12.5
 
 

@@ -100,6 +100,18 @@ def test_sweep_asha_best_config_reproduces(tmp_path, repo_root, ray_local, gold)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["best"]["objective"]["trial_id"] == best["trial_id"]
 
+    # damaged results of this sweep are refused by name before any trial runs, never rewritten
+    # silently; --rebuild restores the finished Tune state and writes them again
+    from expunge.errors import CorruptArtifactError
+
+    (out / "best_TA.yaml").unlink()
+    with pytest.raises(CorruptArtifactError, match="sweeps/small: file best_TA.yaml is missing"):
+        run_sweep(cfg, use_ray=True)
+    assert not (out / "best_TA.yaml").exists()
+    again = run_sweep(cfg, rebuild=True, use_ray=True)
+    assert Store(cfg.run_dir).get("sweeps", "small", verify=True) is not None
+    assert sorted(again["table"]["trial_id"]) == sorted(table["trial_id"])  # the same trials, none re-run
+
 
 def test_interrupted_sweep_resumes_and_stale_state_is_refused(tmp_path, repo_root, ray_local, gold):
     from expunge.sweep.runner import run_sweep

@@ -42,6 +42,9 @@ AUDIT_SETS = ("forget", "retain", "test", "calibration", "population", "shadow_p
 #: sets queried with augmented views when ``audit.augmented_views`` > 0 (LiRA's BinUI sets)
 AUGMENTED_SETS = ("forget", "retain", "test", "forget_heldout")
 WEIGHTS = "weights.safetensors"
+#: artifact kinds a command rewrites as views of the models (membership, the current audit, reports,
+#: stage timings): checked intact before compute, replaced only when intact or under ``--rebuild``
+DERIVED_KINDS = ("fleets", "audit", "reports", "timings")
 
 
 def short_hash(obj: Any, n: int = 8) -> str:
@@ -158,7 +161,7 @@ class Experiment:
                             "it waited for)")
                         return art
                 files, extra = build()
-                art = self.store.put(kind, key, files, replace=True, **{**expect, **extra})
+                art = self.store.put(kind, key, files, replace=True, repair=self.rebuild, **{**expect, **extra})
         if kind != "models":
             return art
         mark = (started, self.store.uri, key, art.manifest["content_hash"])
@@ -203,6 +206,10 @@ class Experiment:
         self._check_conformal_sizes()
         if self.rebuild:
             return
+        # the run's derived artifacts are rewritten by every command: damage to one is refused here,
+        # before compute, rather than overwritten at the end (``--rebuild`` replaces them)
+        for kind in DERIVED_KINDS:
+            self.store.check_intact(kind)
         original = self.checked_get("models", "original", self.original_expect())
         for spec in methods:
             if original is not None:
@@ -410,6 +417,7 @@ class Experiment:
 
     def _cache_outputs(self, model_key: str, model: nn.Module, expect: dict[str, Any]) -> Artifact:
         return self.store.put("outputs", model_key, self.output_files(model), seed=self.cfg.seed, replace=True,
+                              repair=self.rebuild,
                               **expect)
 
     def output_files(self, model: nn.Module) -> dict[str, np.ndarray]:

@@ -41,5 +41,5 @@ def fleet_epsilon(ex: Experiment, unlearned_keys: list[str], retrain_keys: list[
     name = unlearned_keys[0].split("/")[0].removeprefix("fleet-")
     art = ex.store.put("audit", f"epsilon-{name}", {"epsilon.npy": eps, "summary.json": summary},
                        config={"unlearned": unlearned_keys, "retrained": retrain_keys}, split_hash=ex.plan.hash,
-                       seed=ex.cfg.seed, replace=True)
+                       seed=ex.cfg.seed, replace=True, repair=ex.rebuild)
     return {**summary, "path": art.path}

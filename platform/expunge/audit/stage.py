@@ -112,6 +112,8 @@ def earlier_audited(ex: Experiment) -> dict[str, str]:
         previous = ex.store.get("audit", "results", verify=True)
         original = ex.store.get("models", "original")
     except ArtifactError as exc:
+        if not ex.rebuild:  # a damaged leaderboard is refused, never silently dropped
+            raise
         log(f"audit: the previous leaderboard is not carried over ({exc})")
         return {}
     if previous is None or original is None:
@@ -131,6 +133,25 @@ def earlier_audited(ex: Experiment) -> dict[str, str]:
     return kept
 
 
+def audit_request(ex: Experiment, model_keys: list[str], labels: dict[str, str]) -> dict[str, Any]:
+    """What an audit's tables are a function of: the audited models and their row labels, the audit
+    settings, and the manifest hash of every model it reads (audited models, the original, the audit
+    shadows), so a rebuilt model (even one with identical weights but another run time) makes a new
+    audit. Split, seed and the audit stage's code version complete it."""
+    from expunge.errors import ArtifactError
+    from expunge.versions import code_version
+
+    inputs = {}
+    for key in dict.fromkeys([*model_keys, "original", *audit_shadow_keys(ex)]):
+        made = ex.store.get("models", key)
+        if made is None:
+            raise ArtifactError(f"model {key} is not in {ex.store.uri}; run its stage first")
+        inputs[key] = made.manifest["manifest_hash"]
+    return {"config": {"audit": ex.cfg.audit.model_dump(), "models": model_keys,
+                       "labels": {k: labels.get(k) for k in model_keys}, "inputs": inputs},
+            "split_hash": ex.plan.hash, "seed": ex.cfg.seed, "code_version": code_version("audit")}
+
+
 def audit_models(ex: Experiment, model_keys: list[str], labels: dict[str, str] | None = None,
                  keep_earlier: bool = True) -> dict[str, Any]:
     """Audit ``model_keys`` (which must be in the store); returns and stores the tables.
@@ -138,7 +159,16 @@ def audit_models(ex: Experiment, model_keys: list[str], labels: dict[str, str] |
     ``labels`` names rows in the ``method`` column (default: the method that made the model). With
     ``keep_earlier``, the models of the run's previous leaderboard that still belong to it
     (:func:`earlier_audited`) are audited again with this audit's settings and kept, after the
-    requested ones, so the leaderboard and report always show every model of the run."""
+    requested ones, so the leaderboard and report always show every model of the run.
+
+    Every distinct audit is kept as ``audit/kept-<hash>`` (the hash of :func:`audit_request`), and
+    ``audit/results`` is the current one, a copy of the latest. An audit asked again with the same
+    models and settings is read back (verified), not recomputed; a damaged one is refused by name
+    unless ``--rebuild``, which recomputes it. A later audit with other settings (``audit.params``)
+    or models makes a new kept audit, so no command overwrites another's results."""
+    from expunge.errors import CorruptArtifactError
+    from expunge.experiment import short_hash
+
     labels = dict(labels or {})
     if keep_earlier:
         earlier = {k: v for k, v in earlier_audited(ex).items() if k not in model_keys}
@@ -147,13 +177,52 @@ def audit_models(ex: Experiment, model_keys: list[str], labels: dict[str, str] |
         labels = {**earlier, **labels}
         model_keys = [*model_keys, *earlier]
     model_keys = list(dict.fromkeys(model_keys))  # one row per model, even if two specs made the same one
+    request = audit_request(ex, model_keys, labels)
+    kept_key = f"kept-{short_hash(request, 12)}"
+    try:
+        kept = ex.store.get("audit", kept_key, expect=request, verify=True)
+    except CorruptArtifactError:
+        if not ex.rebuild:
+            raise
+        log(f"rebuilding audit/{kept_key}")
+        kept = None
+    if kept is None:
+        kept = ex.store.put("audit", kept_key, audit_files(ex, model_keys, labels), replace=True,
+                            repair=ex.rebuild, **request)
+    elif ex.verbose:
+        log(f"audit: reused audit/{kept_key} (the same models and settings, audited {kept.manifest['created']})")
+    current = _current(ex, request, kept_key)
+    if current is None:
+        current = ex.store.put("audit", "results", {n: kept.read_bytes(n) for n in kept.files()}, replace=True,
+                               repair=ex.rebuild, kept=kept_key, **request)
+    return {"long": current.read("metrics_long.parquet"), "leaderboard": current.read("leaderboard.parquet"),
+            "path": current.path, "kept": kept.path}
+
+
+def _current(ex: Experiment, request: dict[str, Any], kept_key: str):
+    """``audit/results`` when it already is the kept audit ``kept_key`` (nothing to rewrite)."""
+    from expunge.errors import CorruptArtifactError, StaleArtifactError
+
+    try:
+        return ex.store.get("audit", "results", expect={**request, "kept": kept_key}, verify=True)
+    except StaleArtifactError:
+        return None  # another audit is current: this one replaces it (it stays kept under its own key)
+    except CorruptArtifactError:
+        if not ex.rebuild:
+            raise
+        return None
+
+
+def audit_files(ex: Experiment, model_keys: list[str], labels: dict[str, str]) -> dict[str, Any]:
+    """The audit's files: the tidy table (model x metric), the wide leaderboard with gaps to retrain,
+    per-sample scores, relearning curves and a JSON summary."""
     cfg = ex.cfg.audit
     inputs_for = reference_inputs(ex)
     rows: list[dict[str, Any]] = []
     per_sample: dict[str, np.ndarray] = {}
     curves: dict[str, Any] = {}
     for key in model_keys:
-        method = (labels or {}).get(key) or ex.store.get("models", key).manifest.get("method", key)
+        method = labels.get(key) or ex.store.get("models", key).manifest.get("method", key)
         values, samples, curve = audit_values(ex, inputs_for(ex.outputs(key)), cfg.metrics,
                                               lambda: ex.load_model(key))
         per_sample.update({f"{key}__{name}.npy": v for name, v in samples.items()})
@@ -177,6 +246,4 @@ def audit_models(ex: Experiment, model_keys: list[str], labels: dict[str, str] |
                                                        "rows": wide.to_dict(orient="records")}, **per_sample}
     if curves:
         files["relearn_curves.json"] = curves
-    art = ex.store.put("audit", "results", files, config={"audit": cfg.model_dump(), "models": model_keys},
-                       split_hash=ex.plan.hash, seed=ex.cfg.seed, replace=True)
-    return {"long": long, "leaderboard": wide, "path": art.path}
+    return files

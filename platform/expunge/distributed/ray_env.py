@@ -18,6 +18,7 @@ import socket
 from typing import Any
 
 from expunge import RAY_LOCAL_ENV as LOCAL_ENV
+from expunge.distributed.reaper import start_reaper
 from expunge.errors import ExpungeError
 
 LOOPBACK = "127.0.0.1"
@@ -49,6 +50,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, dashboard_host=LOOPBACK,
              _node_ip_address=LOOPBACK, configure_logging=True, logging_level="WARNING",
              log_to_driver=True, **kwargs)
+    start_reaper()  # a killed command's Ray processes are stopped, not left running for a minute
     return ray
 
 

@@ -122,11 +122,23 @@ def batched_groups(ex: Experiment, members: list[int]) -> list[list[int]]:
 
 
 def check_members(ex: Experiment) -> None:
-    """Refuse, before any training, stored members that do not match this fleet config."""
+    """Refuse, before any training, stored members that are damaged or do not match this fleet config
+    (``--rebuild`` leaves them to their tasks to replace)."""
+    if ex.rebuild:
+        return
     for i in range(ex.cfg.fleet.size):
         key = member_key(ex, i)
-        if ex.cfg.fleet.kind != "unlearned" and ex.store.exists("models", key) and not ex.rebuild:
-            ex.store.get("models", key, expect=ex.trained_expect(member_config(ex, i), member_seed(ex, i)))
+        if ex.store.exists("models", key):
+            expect = ex.trained_expect(member_config(ex, i), member_seed(ex, i)) if ex.cfg.fleet.kind != "unlearned" else None
+            ex.store.get("models", key, expect=expect, verify=True)
+
+
+def check_fleets(ex: Experiment) -> None:
+    """:func:`check_members` for the config's own fleet and the audit's shadow fleet, before compute."""
+    if ex.cfg.fleet.size:
+        check_members(ex)
+    if ex.cfg.audit.shadows:
+        check_members(Experiment(audit_shadow_config(ex.cfg), rebuild=ex.rebuild, verbose=False))
 
 
 def write_membership(ex: Experiment) -> Artifact:
@@ -135,7 +147,7 @@ def write_membership(ex: Experiment) -> Artifact:
     matrix = membership_matrix([member_indices(ex, i) for i in range(k)], len(ex.dataset))
     return ex.store.put("fleets", fleet_name(ex), {"membership.npy": matrix,
                                                    "members.json": [member_key(ex, i) for i in range(k)]},
-                        config=ex.cfg.fleet.model_dump(), split_hash=ex.plan.hash, seed=ex.cfg.seed, replace=True,
+                        config=ex.cfg.fleet.model_dump(), split_hash=ex.plan.hash, seed=ex.cfg.seed, replace=True, repair=ex.rebuild,
                         code_version=code_version("fleet"))
 
 

@@ -76,14 +76,16 @@ def _copy_out(files: dict[str, Any], out: str) -> str:
     return str(target / HTML)
 
 
-def write_report(run_dir: str, out: str | None = None) -> dict[str, Any]:
+def write_report(run_dir: str, out: str | None = None, rebuild: bool = False) -> dict[str, Any]:
     """Render the report of the run at ``run_dir`` into its store (and a copy at ``out``).
 
-    Raises :class:`ArtifactError` before writing anything when ``run_dir`` is not an expunge run."""
+    Raises :class:`ArtifactError` before writing anything when ``run_dir`` is not an expunge run, or
+    when the stored report is damaged and ``rebuild`` is not set."""
     run = load_run(run_dir)
     files = report_files(run)
     sections = [sid for sid, _, _ in SECTIONS]
     art = run.store.put(KIND, KEY, files, config={"run": run.uri, "sections": sections}, replace=True,
+                        repair=rebuild,
                         split_hash=(run.plan or {}).get("hash"), seed=(run.plan or {}).get("seed"))
     return {"path": art.path, "html": f"{art.path}/{HTML}", "markdown": f"{art.path}/{MARKDOWN}",
             "sections": sections, "figures": sorted(n for n in files if n.endswith(".png")),

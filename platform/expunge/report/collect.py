@@ -48,6 +48,14 @@ class RunData:
         return list((self.audit.manifest.get("config") or {}).get("models") or self.leaderboard["model"])
 
     @cached_property
+    def kept_audits(self) -> list[tuple[str, str]]:
+        """Every audit kept in the run, ``(key, created)``, oldest first (``audit/kept-<hash>``: one per
+        distinct set of models and settings; ``audit/results`` is a copy of the current one)."""
+        kept = [(k, _manifest(self.store, "audit", k).get("created", "")) for k in self.store.keys("audit")
+                if k.startswith("kept-")]
+        return sorted(kept, key=lambda kc: kc[1])
+
+    @cached_property
     def audit_config(self) -> dict[str, Any]:
         return (self.audit.manifest.get("config") or {}).get("audit", {}) if self.audit is not None else {}
 

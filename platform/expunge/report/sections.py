@@ -77,6 +77,14 @@ def leaderboard_section(run: RunData) -> Section:
                   "marked (their gap column is). The original and retrain rows never compete, nor does a method "
                   f"whose {', '.join(CHANGE_METRICS)} all equal the original's (it did not change the model)."),
     ]
+    current = run.audit.manifest.get("kept")
+    others = [k for k, _ in run.kept_audits if k != current]
+    if current:
+        blocks.append(Paragraph(f"This is the run's current audit, audit/{current} (audited "
+                                f"{run.audit.manifest.get('created', '?')}). "
+                                + (f"Earlier audits of this run with other models or settings are kept beside it: "
+                                   f"{', '.join('audit/' + k for k in others)}." if others else
+                                   "No other audit of this run is stored."), note=True))
     same = table["method"][unchanged(table)].tolist()
     if same:
         blocks.append(Paragraph(f"Not marked, unchanged from the original ({', '.join(CHANGE_METRICS)} equal "

@@ -38,12 +38,13 @@ def stage_history(store: Store, stage: str) -> list[dict[str, Any]]:
 
 
 def record_stage(store: Store, stage: str, seconds: float, started: float, *, status: str = "ok",
-                 device: str | None = None, config: Any = None) -> Artifact:
-    """Append one timing record for ``stage`` (``started``: a ``time.time()`` stamp)."""
+                 device: str | None = None, config: Any = None, repair: bool = False) -> Artifact:
+    """Append one timing record for ``stage`` (``started``: a ``time.time()`` stamp); a damaged
+    record of earlier invocations is refused by name unless ``repair`` (``--rebuild``) starts it afresh."""
     rec = {"stage": stage, "seconds": round(float(seconds), 3), "started": _iso(started),
            "finished": _iso(started + seconds), "status": status, "device": device, **_host(environment())}
     records = [*stage_history(store, stage), rec][-KEEP:]
-    return store.put(KIND, stage, {FILE: records}, config=config, replace=True, stage=stage)
+    return store.put(KIND, stage, {FILE: records}, config=config, replace=True, repair=repair, stage=stage)
 
 
 def _host(env: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +52,8 @@ def _host(env: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def stage_timer(store: Store, stage: str, *, device: str | None = None, config: Any = None) -> Iterator[None]:
+def stage_timer(store: Store, stage: str, *, device: str | None = None, config: Any = None,
+                repair: bool = False) -> Iterator[None]:
     """Time the ``with`` body and record it as ``stage`` (status ``failed`` when it raises)."""
     started, t0 = time.time(), time.perf_counter()
     status = "failed"
@@ -59,7 +61,8 @@ def stage_timer(store: Store, stage: str, *, device: str | None = None, config: 
         yield
         status = "ok"
     finally:
-        record_stage(store, stage, time.perf_counter() - t0, started, status=status, device=device, config=config)
+        record_stage(store, stage, time.perf_counter() - t0, started, status=status, device=device, config=config,
+                     repair=repair)
 
 
 def run_timings(store: Store) -> list[dict[str, Any]]:

@@ -14,6 +14,10 @@ import numpy as np
 
 
 def encode(name: str, value: Any) -> bytes:
+    """``value`` as the bytes of file ``name`` (its extension decides the format); bytes pass through
+    unchanged, so a stored file can be copied into another artifact as it is."""
+    if isinstance(value, bytes):
+        return value
     ext = name.rsplit(".", 1)[-1]
     if ext == "npy":
         arr = np.asarray(value)
@@ -34,8 +38,6 @@ def encode(name: str, value: Any) -> bytes:
         return value.to_csv(index=False).encode()
     if ext == "json":
         return json.dumps(value, indent=2, sort_keys=True, default=_json_default).encode()
-    if isinstance(value, bytes):
-        return value
     if isinstance(value, str):
         return value.encode()
     raise TypeError(f"{name}: cannot store a {type(value).__name__} with extension .{ext}")

@@ -137,8 +137,12 @@ class Store:
 
     def put(self, kind: str, key: str, files: dict[str, Any], *, config: Any = None,
             split_hash: str | None = None, seed: int | None = None, code_version: str | None = None,
-            replace: bool = False, **extra: Any) -> Artifact:
-        """Write an artifact atomically; with ``replace=False`` an existing one is an error."""
+            replace: bool = False, repair: bool = False, **extra: Any) -> Artifact:
+        """Write an artifact atomically; with ``replace=False`` an existing one is an error.
+
+        ``replace=True`` overwrites an existing artifact only when it is intact: a damaged, edited or
+        incomplete one is refused by name (:class:`CorruptArtifactError`) unless ``repair`` is set
+        (``--rebuild``), so damage is never silently papered over by a later command."""
         final = self.path(kind, key)
         for name in files:
             _check_name(name, "file name")
@@ -146,6 +150,8 @@ class Store:
                 raise ArtifactError(f"{MANIFEST} is reserved")
         if not replace and self.exists(kind, key):
             raise ArtifactError(f"artifact {kind}/{key} already exists; pass --rebuild to replace it")
+        if replace and not repair:
+            self.check_intact(kind, key)
         encoded = {name: encode(name, value) for name, value in files.items()}
         entries = {n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in encoded.items()}
         content_hash = hashlib.sha256("".join(f"{n}:{e['sha256']};" for n, e in sorted(entries.items()))
@@ -204,6 +210,12 @@ class Store:
         if verify:
             art.verify()
         return art
+
+    def check_intact(self, kind: str, key: str | None = None) -> None:
+        """Verify one stored artifact (or every artifact of ``kind``): its manifest hash and every
+        file's sha256; absent ones pass. Raises :class:`CorruptArtifactError` naming the first damage."""
+        for k in [key] if key is not None else self.keys(kind):
+            self.get(kind, k, verify=True)
 
     def delete(self, kind: str, key: str) -> None:
         self.fs.rmtree(self.path(kind, key))

@@ -23,7 +23,7 @@ from expunge.audit.stage import audit_values, reference_inputs
 from expunge.config import ExperimentConfig, MethodSpec, SweepConfig, SweepMethod, join_uri
 from expunge.errors import ConfigError, CorruptArtifactError, ExpungeError
 from expunge.experiment import Experiment, log, short_hash
-from expunge.fleet.members import audit_shadow_config
+from expunge.fleet.members import audit_shadow_config, check_fleets
 from expunge.store import Store
 from expunge.store.store import diff
 from expunge.sweep.objective import Constraint, check_columns, pareto_front, trial_row
@@ -240,6 +240,11 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     exps = [Experiment(c, rebuild=rebuild) for c in per_seed]
     for e in exps:  # an inapplicable method or a stale artifact of any seed is refused before compute
         e.preflight([retrain, *[MethodSpec(name=m.name, params=m.params) for m in sweep.methods]])
+        check_fleets(e)
+    # results: one seed's run directory; over seeds, the cross-seed directory <run>/ beside seed-<s>/
+    results_store = exps[0].store if not cfg.seeds else Store(cfg.run_dir)
+    if not rebuild:  # damaged results of an earlier run of this sweep: refused now, not after the trials
+        results_store.check_intact("sweeps", sweep.name)
     plan = exps[0].plan
     seeds_text = f", seeds {', '.join(str(c.seed) for c in per_seed)} (scored on the mean)" if cfg.seeds else ""
     log(f"sweep {sweep.name}: {', '.join(spaces)} on {cfg.data.dataset}, forget {cfg.data.forget} "
@@ -334,11 +339,10 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
 
     files["leaderboard.md"] = (f"# sweep `{sweep.name}`: best trial per method by {sweep.objective} ({sweep.mode})\n\n"
                                + markdown_table(leaderboard) + "\n")
-    # one seed: its run directory; several: the cross-seed directory <run>/ beside seed-<s>/
-    store = exps[0].store if not cfg.seeds else Store(cfg.run_dir)
-    art = store.put("sweeps", sweep.name, files, config={"sweep": sweep.model_dump(mode="json"), "metrics": metrics,
+    art = results_store.put("sweeps", sweep.name, files, config={"sweep": sweep.model_dump(mode="json"), "metrics": metrics,
                                                          "seeds": cfg.seeds, "split_hashes": state["split_hash"]},
-                    split_hash=None if cfg.seeds else plan.hash, seed=None if cfg.seeds else cfg.seed, replace=True)
+                    split_hash=None if cfg.seeds else plan.hash, seed=None if cfg.seeds else cfg.seed, replace=True,
+                    repair=rebuild)
     print(leaderboard.to_string(index=False), flush=True)
     counts = table["status"].value_counts().to_dict()
     log(f"sweep {sweep.name}: {len(table)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
