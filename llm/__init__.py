@@ -13,10 +13,18 @@ Modules (flat; none imports Ray at import time):
   LiRA-On, RMIA-On, IAM-On), pure functions on arrays over :mod:`expunge.metrics`.
 * :mod:`~expunge.llm.evaluate`: AUC / TPR at low FPR / bootstrap CIs / ScoreUI tables and ROC plots.
 * :mod:`~expunge.llm.audit`: one audit (target, fit, reference models; which passes are needed).
-* :mod:`~expunge.llm.unlearn`: gradient ascent, gradient difference, NPO (optionally LoRA via peft).
+* :mod:`~expunge.llm.unlearn`: gradient ascent, gradient difference, NPO, SimNPO and RMU, each with
+  a search space (optionally LoRA via peft).
 * :mod:`~expunge.llm.artifacts`: models in the artifact store via ``save_pretrained``.
 * :mod:`~expunge.llm.parallel`: Ray actors for scoring and Ray tasks for unlearning.
 * :mod:`~expunge.llm.corpus`, :mod:`~expunge.llm.train`: the embedded demo's corpus and training loop.
+* :mod:`~expunge.llm.tofu`: an offline miniature of TOFU (fictitious authors, QA pairs with
+  paraphrased and perturbed answers, forget / retain / holdout splits, world facts, CPython's
+  documentation topics as general text).
+* :mod:`~expunge.llm.qa_metrics`: TOFU's probability, ROUGE-L, truth ratio, forget quality and model
+  utility and MUSE's privleak, pure functions and their registry; :mod:`~expunge.llm.qa_scoring`:
+  answer-token log-probabilities (cached) and greedy answers for them.
+* :mod:`~expunge.llm.benchmarks`: loaders for TOFU's QA JSON and MUSE-style plain text.
 
 Jobs: ``python -m expunge.jobs.llm_demo``, ``python -m expunge.jobs.llm_audit``,
 ``python -m expunge.jobs.bench_llm``.

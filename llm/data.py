@@ -15,7 +15,8 @@ canonical      meaning                                                  aliases
                (a *retained* member)
 ``unlearned``  trained on by the original model, then unlearned         forget, forgotten
 ``nonmember``  never trained on                                         non-member, non_member,
-                                                                        heldout, held-out, out
+                                                                        heldout, held-out, holdout,
+                                                                        out
 =============  =======================================================  =========================
 
 Numbers are refused unless a ``label_map`` says what they mean: the IAM fork writes 1 = retained,
@@ -47,7 +48,7 @@ LABEL_ALIASES: dict[str, str] = {
     "member": "member", "retained": "member", "retain": "member", "in": "member",
     "unlearned": "unlearned", "forget": "unlearned", "forgotten": "unlearned",
     "nonmember": "nonmember", "non-member": "nonmember", "non_member": "nonmember", "heldout": "nonmember",
-    "held-out": "nonmember", "out": "nonmember",
+    "held-out": "nonmember", "holdout": "nonmember", "out": "nonmember",
 }
 Chunk = Literal["none", "words", "tokens"]
 
@@ -233,6 +234,12 @@ def _chunk(ts: TextSet, unit: Chunk, window: int, tokenizer: Any) -> TextSet:
             if ts.labels is not None:
                 labels.append(ts.labels[k])
     return TextSet(tuple(ids), tuple(texts), None if ts.labels is None else np.array(labels), ts.source)
+
+
+def chunk_text_set(ts: TextSet, unit: Chunk, window: int, tokenizer: Any = None) -> TextSet:
+    """Cut every row of ``ts`` into windows of ``window`` words or tokens (module docstring, "Chunking");
+    ``unit="none"`` returns ``ts`` unchanged."""
+    return _chunk(ts, unit, window, tokenizer)
 
 
 def load_text_dataset(path: str, *, text_column: str = "text", label_column: str | None = "label",
