@@ -387,6 +387,9 @@ class ScalingConfig(Section):
     cpus_per_worker: float = Field(1.0, gt=0)
     #: restarts of the whole worker group from the last checkpoint after a worker is lost
     max_failures: int = Field(2, ge=0, le=100)
+    #: Ray's placement of the workers: PACK fills one node first (fast collectives), SPREAD puts
+    #: them on as many nodes as it can (one node's loss takes fewer workers with it)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
 
     @property
     def distributed(self) -> bool:

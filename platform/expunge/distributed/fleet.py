@@ -18,10 +18,18 @@ def member_task(cfg: dict[str, Any], i: int, rebuild: bool) -> dict[str, Any]:
     """Ray task body: train (or reuse) fleet member i."""
     from expunge.fleet.members import train_member
 
+    faults.record("member_start", f"{i}:{current_node()}")  # lets a node-loss test see a member running
     faults.maybe_die("member", member=i)
     ex = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild, verbose=False)
     art = train_member(ex, i)
-    return {"key": art.key, "run_time_s": art.manifest.get("run_time_s")}
+    return {"key": art.key, "run_time_s": art.manifest.get("run_time_s"), "node": current_node()}
+
+
+def current_node() -> str:
+    """The Ray node this task runs on (its node id), or ``"local"`` outside Ray."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
 
 
 def ensemble_task(cfg: dict[str, Any], members: list[int], rebuild: bool) -> list[dict[str, Any]]:
@@ -31,7 +39,9 @@ def ensemble_task(cfg: dict[str, Any], members: list[int], rebuild: bool) -> lis
     for i in members:
         faults.maybe_die("member", member=i)
     ex = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild, verbose=False)
-    return [{"key": a.key, "run_time_s": a.manifest.get("run_time_s")} for a in train_members_batched(ex, members)]
+    node = current_node()
+    return [{"key": a.key, "run_time_s": a.manifest.get("run_time_s"), "node": node}
+            for a in train_members_batched(ex, members)]
 
 
 def run_fleet(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
@@ -75,5 +85,9 @@ def run_fleet(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
                 f"{eps['challenge_score']:.3f} ({eps['path']})")
         else:
             log("per-example epsilon: train a retrain fleet of the same size (fleet.kind=retrain) to get it")
+    nodes = sorted({r["node"] for r in results})
+    if nodes != ["local"]:
+        log(f"fleet members ran on {len(nodes)} node(s)")
     log(f"run directory: {ex.store.uri}")
-    return {"members": [r["key"] for r in results], "membership": art.path}
+    return {"members": [r["key"] for r in results], "membership": art.path,
+            "nodes": {r["key"]: r["node"] for r in results}}

@@ -47,6 +47,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             optim_state = torch.load(os.path.join(d, CKPT_OPTIM), weights_only=True)
             start_epoch = json.loads(open(os.path.join(d, CKPT_STATE)).read())["epoch"]
         faults.record("train_worker", f"{rank}:{start_epoch}")  # which epoch a restarted worker resumed
+    faults.record("train_node", f"{rank}:{ray.get_runtime_context().get_node_id()}")  # where each rank ran
     ddp = ray.train.torch.prepare_model(model)
     perm = np.random.default_rng(cfg.seed).permutation(ex.plan.train)
     shard = np.sort(perm[rank::world])
@@ -87,7 +88,8 @@ def run_original_ray_train(cfg: ExperimentConfig, rebuild: bool = False) -> dict
         trainer = TorchTrainer(
             train_loop_per_worker, train_loop_config={"cfg": cfg.model_dump()},
             scaling_config=ScalingConfig(num_workers=sc.num_workers, use_gpu=sc.use_gpu,
-                                         resources_per_worker={"CPU": sc.cpus_per_worker}),
+                                         resources_per_worker={"CPU": sc.cpus_per_worker},
+                                         placement_strategy=sc.placement_strategy),
             run_config=RunConfig(name=f"{cfg.name}-original", storage_path=storage,
                                  failure_config=FailureConfig(max_failures=sc.max_failures)))
         log(f"original: Ray Train with {sc.num_workers} worker(s){' on GPUs' if sc.use_gpu else ''}")

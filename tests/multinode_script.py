@@ -1,0 +1,85 @@
+"""Driver of tests/test_multinode.py, run in its own process: a 3-node Ray cluster on 127.0.0.1
+(``ray.cluster_utils.Cluster``), fleets and Ray Train on it, one node removed mid-fleet.
+
+Nodes: the head (1 CPU, no GPU) and two workers (2 CPUs and one stand-in GPU each: Ray only counts
+GPUs, so tasks asking for a fraction of one are placed as on a GPU cluster, and run on the CPU).
+Writes a JSON of what ran where to the path in argv[1]; argv[2] is the storage root, argv[3] the repo.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import ray
+from ray.cluster_utils import Cluster
+
+from expunge.config import load_config
+from expunge.distributed.fleet import run_fleet
+from expunge.jobs.original import run_original
+
+out, storage, repo = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+faults = Path(os.environ["EXPUNGE_FAULTS"])
+FLEET = ["train.epochs=3", "fleet.kind=shadow", "fleet.size=4", "fleet.cpus_per_model=0.5",
+         "fleet.gpus_per_model=0.5", "fleet.max_retries=3"]
+
+
+def config(name: str, *extra: str):
+    return load_config(repo / "configs/experiments/digits.yaml", [f"storage={storage / name}", *extra])
+
+
+def weights(run: Path) -> dict[str, str]:
+    return {str(p.parent.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run.glob("models/fleet-*/**/weights.safetensors"))}
+
+
+def started_on(node: str) -> bool:
+    log = faults / "member_start.log"
+    return log.exists() and any(line.endswith(f":{node}") for line in log.read_text().split())
+
+
+# quick detection of a dead node (Ray's defaults take ~30 s), so a lost node's tasks are retried soon
+system = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 1000, "health_check_failure_threshold": 3}
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": system})
+result: dict = {}
+try:
+    workers = [cluster.add_node(num_cpus=2, num_gpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    result.update(head=cluster.head_node.node_id, workers=[w.node_id for w in workers])
+    # 1. a fleet of fractional-GPU members: only the GPU nodes can take them, two at a time each
+    placed = run_fleet(config("placed", *FLEET), use_ray=True)
+    result["placed"] = placed["nodes"]
+    result["placed_weights"] = weights(storage / "placed" / "digits")
+
+    # 2. the same fleet again while one worker node is removed as soon as a member runs on it
+    (faults / "member_start.log").unlink(missing_ok=True)
+    done: dict = {}
+    runner = threading.Thread(target=lambda: done.update(run_fleet(config("lost", *FLEET), use_ray=True)))
+    runner.start()
+    lost = workers[1].node_id
+    deadline = time.time() + 300  # a guard against a hang, not a timing claim
+    while not started_on(lost) and runner.is_alive() and time.time() < deadline:
+        time.sleep(0.05)
+    result["removed_while_running"] = started_on(lost) and runner.is_alive()
+    cluster.remove_node(workers[1], allow_graceful=False)
+    runner.join()
+    result["lost"] = done.get("nodes")
+    result["lost_weights"] = weights(storage / "lost" / "digits")
+    result["alive_after"] = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+
+    # 3. Ray Train's original with its two DDP workers spread over two nodes
+    workers.append(cluster.add_node(num_cpus=2, num_gpus=1))
+    cluster.wait_for_nodes()
+    (faults / "train_node.log").unlink(missing_ok=True)
+    run_original(config("train", "train.epochs=2", "scaling.num_workers=2", "scaling.placement_strategy=SPREAD"),
+                 use_ray=True)
+    result["train"] = (faults / "train_node.log").read_text().split()
+finally:
+    out.write_text(json.dumps(result))
+    ray.shutdown()
+    cluster.shutdown()

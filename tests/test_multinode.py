@@ -1,0 +1,58 @@
+"""Multi-node Ray on one machine: fleets spread over nodes, placement by fractional GPUs, a node lost
+mid-fleet, Ray Train's workers on two nodes (driver: tests/multinode_script.py, in its own process so
+the session's local Ray is left alone)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory, repo_root):
+    root = tmp_path_factory.mktemp("multinode")
+    faults = root / "faults"
+    faults.mkdir()
+    out = root / "result.json"
+    # a short TMPDIR: every node's unix sockets live under it (107 bytes at most)
+    tmp = tempfile.mkdtemp(prefix="xr")
+    env = {**os.environ, "EXPUNGE_FAULTS": str(faults), "TMPDIR": tmp}
+    try:
+        proc = subprocess.run([sys.executable, str(repo_root / "tests/multinode_script.py"), str(out),
+                               str(root / "runs"), str(repo_root)], env=env, cwd=root, capture_output=True, text=True,
+                              timeout=900)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def test_fractional_gpu_members_run_on_the_gpu_nodes_only_and_on_both(cluster_run):
+    nodes = cluster_run["placed"]
+    assert len(nodes) == 4
+    # the head has no GPU: 0.5-GPU members can only go to the two worker nodes, two at a time on each,
+    # so four members submitted at once need both
+    assert set(nodes.values()) == set(cluster_run["workers"])
+
+
+def test_a_node_lost_mid_fleet_costs_no_member_and_changes_no_weight(cluster_run):
+    assert cluster_run["removed_while_running"], "the node was not removed while a member ran on it"
+    lost = cluster_run["workers"][1]
+    assert lost not in cluster_run["alive_after"]
+    assert cluster_run["lost"] is not None and len(cluster_run["lost"]) == 4
+    assert lost not in cluster_run["lost"].values()  # every member finished on a surviving node
+    # each member is the model an undisturbed run made, bit for bit
+    assert len(cluster_run["placed_weights"]) == 4
+    assert cluster_run["lost_weights"] == cluster_run["placed_weights"]
+
+
+def test_ray_train_workers_spread_over_two_nodes(cluster_run):
+    ranks = dict(line.split(":", 1) for line in cluster_run["train"])
+    assert set(ranks) == {"0", "1"} and ranks["0"] != ranks["1"]  # placement_strategy=SPREAD
