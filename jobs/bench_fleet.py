@@ -12,11 +12,16 @@ expunge's path in this process (the lent GPU machine has no Ray).
   batched ensemble (``expunge.train.ensemble``, ``fleet.ensemble`` in a config).
 
 Both train the same architecture on the same samples for the same epochs, batch size and optimizer.
-Prints models/hour for each, the ratio, and peak memory. Never a timed assertion: a report.
+They run in ``--rounds`` interleaved rounds (baseline, expunge, baseline, expunge, ...; each section
+trains several models, seconds to minutes of work), so a change in the machine's load falls on both;
+Ray starts before the first round and its start-up time is reported apart. Prints models/hour of the
+median round for each, that round's ratio with the range over rounds, and peak memory. Never a timed
+assertion: a report.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import resource
 import time
@@ -27,6 +32,7 @@ import torch
 
 from expunge.config import TrainConfig
 from expunge.data import DeviceData, ImageDataset, load_dataset
+from expunge.jobs.benchtools import describe_ratio, ratio_summary
 from expunge.models import create_model
 from expunge.train.engine import resolve_device, seed_everything, train
 
@@ -38,8 +44,9 @@ def _dataset(mode: str) -> tuple[ImageDataset, str]:
 
 
 def baseline_member(ds: ImageDataset, model_name: str, idx: np.ndarray, cfg: TrainConfig, seed: int,
-                    device: str) -> float:
-    """One model the seed-code way: PIL images, per-sample torchvision transforms, a DataLoader."""
+                    device: str, model_kwargs: dict[str, Any] | None = None) -> float:
+    """One model the seed-code way: PIL images, per-sample torchvision transforms, a DataLoader.
+    Returns the training seconds (the data conversion and model construction before it excluded)."""
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
@@ -61,7 +68,7 @@ def baseline_member(ds: ImageDataset, model_name: str, idx: np.ndarray, cfg: Tra
             return tf(img), int(labels[i])
 
     seed_everything(seed)
-    model = create_model(model_name, ds.num_classes, ds.in_shape).to(device)
+    model = create_model(model_name, ds.num_classes, ds.in_shape, **(model_kwargs or {})).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                           nesterov=True)
     loader = DataLoader(PILDataset(), batch_size=cfg.batch_size, shuffle=True, num_workers=0)
@@ -79,38 +86,55 @@ def baseline_member(ds: ImageDataset, model_name: str, idx: np.ndarray, cfg: Tra
     return time.perf_counter() - t0
 
 
-def expunge_member(mode: str, idx: np.ndarray, cfg: dict[str, Any], seed: int, device: str) -> float:
-    """One model on expunge's path (the same function a fleet member task runs)."""
-    ds, model_name = _dataset(mode)
-    data = DeviceData(ds, device, channels_last=True)
+def fleet_member(data: DeviceData, model_name: str, idx: np.ndarray, cfg: TrainConfig, seed: int,
+                 model_kwargs: dict[str, Any] | None = None) -> float:
+    """One model on expunge's path on data already on the device: seeded construction, then
+    :func:`expunge.train.engine.train`. Returns the training seconds."""
+    ds = data.dataset
     seed_everything(seed)
-    model = create_model(model_name, ds.num_classes, ds.in_shape).to(device)
+    model = create_model(model_name, ds.num_classes, ds.in_shape, **(model_kwargs or {})).to(data.device)
     t0 = time.perf_counter()
-    train(model, data, idx, TrainConfig(**cfg), seed=seed)
-    if device.startswith("cuda"):
+    train(model, data, idx, cfg, seed=seed)
+    if data.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
+
+
+def fleet_ensemble(data: DeviceData, model_name: str, idx: np.ndarray, cfg: TrainConfig, seeds: list[int],
+                   model_kwargs: dict[str, Any] | None = None) -> float:
+    """``len(seeds)`` models trained together by :func:`expunge.train.ensemble.train_ensemble` (what a
+    fleet task runs with ``fleet.ensemble`` > 1), each seeded as :func:`fleet_member` seeds it.
+    Returns the training seconds."""
+    from expunge.train.ensemble import train_ensemble
+
+    ds = data.dataset
+    models = []
+    for seed in seeds:
+        seed_everything(seed)
+        models.append(create_model(model_name, ds.num_classes, ds.in_shape, **(model_kwargs or {})).to(data.device))
+    t0 = time.perf_counter()
+    train_ensemble(models, data, [idx] * len(seeds), cfg, seeds)
+    if data.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def expunge_member(mode: str, idx: np.ndarray, cfg: dict[str, Any], seed: int, device: str) -> float:
+    """One model on expunge's path (the same function a fleet member task runs): load, then train."""
+    ds, model_name = _dataset(mode)
+    return fleet_member(DeviceData(ds, device, channels_last=True), model_name, idx, TrainConfig(**cfg), seed)
 
 
 def expunge_ensemble(mode: str, idx: np.ndarray, cfg: dict[str, Any], seeds: list[int], device: str) -> float:
     """Several models on expunge's batched-ensemble path (what a fleet task runs with fleet.ensemble > 1)."""
-    from expunge.train.ensemble import train_ensemble
-
     ds, model_name = _dataset(mode)
-    data = DeviceData(ds, device, channels_last=True)
-    models = []
-    for seed in seeds:
-        seed_everything(seed)
-        models.append(create_model(model_name, ds.num_classes, ds.in_shape).to(device))
-    t0 = time.perf_counter()
-    train_ensemble(models, data, [idx] * len(seeds), TrainConfig(**cfg), seeds)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return fleet_ensemble(DeviceData(ds, device, channels_last=True), model_name, idx, TrainConfig(**cfg), seeds)
 
 
 def run(mode: str, k: int, epochs: int, use_ray: bool, gpus_per_model: float, baseline_k: int | None,
-        ensemble: int = 1) -> dict:
+        ensemble: int = 1, rounds: int = 3) -> dict:
+    """``rounds`` interleaved rounds of (the baseline's models, expunge's K-model fleet); models per
+    hour of each, per round, and the median round's ratio with the range."""
     ds, model_name = _dataset(mode)
     device = str(resolve_device("auto"))
     rng = np.random.default_rng(0)
@@ -118,10 +142,6 @@ def run(mode: str, k: int, epochs: int, use_ray: bool, gpus_per_model: float, ba
     cfg = TrainConfig(epochs=epochs, batch_size=64 if mode == "cpu" else 512, lr=0.05, augment=True)
     # the baseline runs sequentially, so timing a subset of its K models estimates its rate fairly
     nb = min(k, baseline_k or k)
-    t0 = time.perf_counter()
-    for i in range(nb):
-        baseline_member(ds, model_name, idx, cfg, i, device)
-    base_s = time.perf_counter() - t0
     if ensemble > 1:
         fn = expunge_ensemble
         calls = [{"mode": mode, "idx": idx, "cfg": cfg.model_dump(), "seeds": list(range(j, min(k, j + ensemble))),
@@ -129,23 +149,36 @@ def run(mode: str, k: int, epochs: int, use_ray: bool, gpus_per_model: float, ba
     else:
         fn = expunge_member
         calls = [{"mode": mode, "idx": idx, "cfg": cfg.model_dump(), "seed": i, "device": device} for i in range(k)]
-    t0 = time.perf_counter()
+    ray_start_s = None
     if use_ray:
         from expunge.distributed import init_ray, run_tasks
 
-        init_ray()
-        run_tasks(fn, calls, num_cpus=1, num_gpus=gpus_per_model if device != "cpu" else 0,
-                  desc="expunge fleet", unit="task")
-    else:
-        for kw in calls:
-            fn(**kw)
-    fleet_s = time.perf_counter() - t0
-    base_rate, fleet_rate = 3600 * nb / base_s, 3600 * k / fleet_s
+        t0 = time.perf_counter()
+        init_ray()  # once, before the rounds: paid once per run, not per fleet
+        ray_start_s = time.perf_counter() - t0
+    base_rates, fleet_rates = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for i in range(nb):
+            baseline_member(ds, model_name, idx, cfg, i, device)
+        base_rates.append(round(3600 * nb / (time.perf_counter() - t0), 1))
+        t0 = time.perf_counter()
+        if use_ray:
+            run_tasks(fn, calls, num_cpus=1, num_gpus=gpus_per_model if device != "cpu" else 0,
+                      desc="expunge fleet", unit="task")
+        else:
+            for kw in calls:
+                fn(**kw)
+        fleet_rates.append(round(3600 * k / (time.perf_counter() - t0), 1))
+    summary = ratio_summary(fleet_rates, base_rates)
+    i = summary["median_round"]
     out = {"mode": mode, "device": device, "K": k, "baseline_models_timed": nb, "epochs": epochs,
-           "train_samples": len(idx), "ray": use_ray, "ensemble": ensemble,
-           "baseline_models_per_hour": round(base_rate, 1),
-           "expunge_models_per_hour": round(fleet_rate, 1), "ratio": round(fleet_rate / base_rate, 2),
-           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+           "train_samples": len(idx), "ray": use_ray, "ensemble": ensemble, "threads": torch.get_num_threads(),
+           "baseline_models_per_hour": base_rates[i], "expunge_models_per_hour": fleet_rates[i], **summary,
+           "rounds": rounds, "baseline_rates": base_rates, "expunge_rates": fleet_rates,
+           "ray_start_s": None if ray_start_s is None else round(ray_start_s, 2),
+           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+           "date": datetime.date.today().isoformat()}
     if device.startswith("cuda"):
         out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
@@ -162,18 +195,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpus-per-model", type=float, default=0.25, help="GPU share of each task")
     p.add_argument("--ensemble", type=int, default=1,
                    help="models trained together per task as one batched (vmap) ensemble (default 1: one per task)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds of (baseline, expunge); the median round's ratio is reported (default 3)")
     args = p.parse_args(argv)
     if args.ensemble < 1:
         p.error("--ensemble must be >= 1")
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
     ks = args.k or ([32] if args.mode == "cpu" else [8, 32, 128])
     epochs = args.epochs or (10 if args.mode == "cpu" else 5)
     for k in ks:
         if k < 1:
             p.error("--k must be >= 1")
-        res = run(args.mode, k, epochs, not args.no_ray, args.gpus_per_model, args.baseline_k, args.ensemble)
+        res = run(args.mode, k, epochs, not args.no_ray, args.gpus_per_model, args.baseline_k, args.ensemble,
+                  args.rounds)
         print(json.dumps(res), flush=True)
         print(f"K={k}: baseline {res['baseline_models_per_hour']:.0f} models/h, expunge "
-              f"{res['expunge_models_per_hour']:.0f} models/h, ratio {res['ratio']:.2f}x", flush=True)
+              f"{res['expunge_models_per_hour']:.0f} models/h, ratio {describe_ratio(res)}", flush=True)
     return 0
 
 

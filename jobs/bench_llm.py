@@ -1,41 +1,52 @@
 """Scoring benchmark: the batched per-token log-prob pass against a naive Hugging Face loop.
 
 ``python -m expunge.jobs.bench_llm [--n 256] [--n-layer 2 --n-embd 64 --n-head 2 | --model PATH]
-[--device auto] [--peak-tflops X]``
+[--device auto] [--peak-tflops X] [--rounds 5] [--min-seconds 1] [--threads N]``
 
 Both paths compute the same arrays (per-token log-probabilities and the Min-K%++ moments) for the
 same texts with the same model, in the same run:
 
-* **naive**: one sequence at a time (``model(input_ids)`` per text), as a plain HF loop does;
+* **naive**: one sequence at a time (``model(input_ids)`` per text), as a plain HF loop does
+  (:func:`expunge.llm.scoring.naive_token_logprobs`);
 * **batched**: :func:`expunge.llm.scoring.token_logprobs`, length-sorted batches without padding waste.
 
-Prints one JSON line (tokens/second of each, the ratio, the largest difference between the two
-results) and a short summary. On CUDA it also reports the achieved fraction of the device's peak
-forward rate, counting 2 · n_params FLOPs per token (the matmul FLOPs of a forward pass, attention's
-sequence-length term ignored) against ``--peak-tflops`` or, when not given, a table of known dense
-bf16 peaks (H100 / H200 SXM 989, A100 312 TFLOP/s). Never a timed assertion: a report.
+Timing: after a warm-up of both, ``--rounds`` interleaved rounds (naive, batched, naive, batched,
+...), each timed section repeating its whole pass until ``--min-seconds`` have passed. Prints one JSON
+line (tokens/second of each in the median round, that round's ratio with the range and every
+round's ratio, the largest difference between the two results) and a one-line summary. On CUDA it
+also reports the achieved fraction of the device's peak forward rate, counting 2 · n_params FLOPs per
+input token (the matmul FLOPs of a forward pass, attention's sequence-length term ignored) against
+``--peak-tflops`` or, when not given, :data:`PEAK_TFLOPS` (dense bf16 peaks; H100 / H200 SXM 989,
+A100 312 TFLOP/s). Never a timed assertion: a report.
 
-What to expect on a CPU: the gain comes from per-call and thread-synchronisation overhead, not from
-the arithmetic, which is the same. Measured on the project's shared 2-core machine with the default
-2x64 model and 256 texts of 4-60 words: 3-7x with torch's default 2 threads, but only 1.1-1.4x with
-``--threads 1``, where the tiny model's forward pass is compute-bound and the naive loop's overhead
-is small (and where both paths run several times faster than with 2 threads on a busy machine).
+What to expect on a CPU: the arithmetic of the forward pass is the same on both paths; the batched
+pass saves the loop's per-call overhead (Python and dispatch around each of 256 small forward
+passes, about 1 ms each), its per-sequence tokenisation and statistics, and, with 2 threads, the
+thread synchronisation of many tiny operations. With the default 2x64 model and 256 texts of 4-60
+words on the project's shared 2-core machine (2026-12-07), the ratio was 2.5-2.9x with torch's 2
+threads and 1.7-2.0x with ``--threads 1``, where the forward pass, which batching cannot shrink, is
+about 70% of the batched time. On a machine busy with other work, 2 threads run both
+paths several times slower than 1 thread and the ratio swings widely from round to round.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import random
-import time
 from typing import Any
 
 import numpy as np
 import torch
 
+from expunge.jobs.benchtools import describe_ratio, interleaved, rates, ratio_summary
 from expunge.jobs.common import main_wrapper
 
-#: dense bf16 tensor-core peaks (TFLOP/s) by device-name fragment; the first match wins
-PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0, "V100": 125.0}
+#: dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from the vendor data sheets, by a fragment of
+#: ``torch.cuda.get_device_name``; the first match wins, so the PCIe / NVL parts precede their SXM parts
+#: (H100 and H200 SXM: 989; V100 has no bf16 and is listed at its fp16 peak)
+PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H200 NVL": 835.0, "H200": 989.0, "H100": 989.0,
+               "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0, "V100": 125.0}
 
 
 def bench_texts(n: int, seed: int = 0, min_words: int = 4, max_words: int = 60) -> list[str]:
@@ -54,6 +65,7 @@ def bench_texts(n: int, seed: int = 0, min_words: int = 4, max_words: int = 60) 
 
 
 def detect_peak(device: str) -> float | None:
+    """The :data:`PEAK_TFLOPS` entry of a CUDA device's name; None on a CPU or an unlisted GPU."""
     if not device.startswith("cuda"):
         return None
     name = torch.cuda.get_device_name(torch.device(device))
@@ -65,7 +77,15 @@ def detect_peak(device: str) -> float | None:
 
 def run_bench_llm(n: int = 256, n_layer: int = 2, n_embd: int = 64, n_head: int = 2, model_path: str | None = None,
                   device: str = "auto", batch_tokens: int | None = None, peak_tflops: float | None = None,
-                  repeats: int = 1, seed: int = 0) -> dict[str, Any]:
+                  rounds: int = 5, min_seconds: float = 1.0, seed: int = 0, bf16: bool = True) -> dict[str, Any]:
+    """Tokens per second of the naive loop and of the batched pass over the same texts and model.
+
+    Both passes are warmed up, then timed in ``rounds`` interleaved rounds (naive, batched, naive,
+    batched, ...); each timed section repeats its pass until ``min_seconds`` have passed. Rates are
+    scored tokens per second; ``ratio`` is the median round's batched/naive rate ratio, with the
+    range over rounds. On CUDA the tiny model runs in bf16 (``bf16``) and the achieved FLOP rate is
+    2 · n_params FLOPs per input token over the median round's batched time.
+    """
     from expunge.llm.models import load_causal_lm, tiny_gpt2
     from expunge.llm.scoring import default_batch_tokens, naive_token_logprobs, token_logprobs
 
@@ -79,7 +99,7 @@ def run_bench_llm(n: int = 256, n_layer: int = 2, n_embd: int = 64, n_head: int 
         model, byte_tok = tiny_gpt2(n_layer, n_embd, n_head, n_positions=1024, seed=seed)
         tok = byte_tok.to_hf()  # what a model loaded from disk comes with
         model = model.to(device)
-        if device.startswith("cuda"):
+        if device.startswith("cuda") and bf16:
             model = model.to(torch.bfloat16)
         name = f"tiny-gpt2-{n_layer}x{n_embd}"
     n_params = sum(p.numel() for p in model.parameters())
@@ -88,34 +108,42 @@ def run_bench_llm(n: int = 256, n_layer: int = 2, n_embd: int = 64, n_head: int 
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    # warm-up both paths (allocator, kernels)
-    naive_token_logprobs(model, tok, texts[:4])
-    token_logprobs(model, tok, texts[:16], batch_tokens=batch_tokens)
+    # warm-up both paths (allocator, kernels), and the results compared
+    a = naive_token_logprobs(model, tok, texts)
+    b = token_logprobs(model, tok, texts, batch_tokens=batch_tokens)
     sync()
-    t_naive, t_batched = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a = naive_token_logprobs(model, tok, texts)
-        sync()
-        t_naive.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        b = token_logprobs(model, tok, texts, batch_tokens=batch_tokens)
-        sync()
-        t_batched.append(time.perf_counter() - t0)
-    tn, tb = min(t_naive), min(t_batched)
     scored = b.n_tokens
-    fed = int(sum(b.lengths) + len(texts))  # every input token goes through the forward pass
+    # input tokens through the forward pass: each sequence's scored tokens plus its unscored first one
+    fed = int(b.lengths.sum() + len(texts))
+
+    def naive_pass() -> float:
+        naive_token_logprobs(model, tok, texts)
+        return 1.0
+
+    def batched_pass() -> float:
+        token_logprobs(model, tok, texts, batch_tokens=batch_tokens)
+        return 1.0
+
+    times = interleaved([("naive", naive_pass), ("batched", batched_pass)], rounds, min_seconds, sync)
+    naive_rates, batched_rates = rates(times["naive"], scored), rates(times["batched"], scored)
+    summary = ratio_summary(batched_rates, naive_rates)
+    i = summary["median_round"]
+    tn = times["naive"][i][1] / times["naive"][i][0]  # seconds per pass in the median round
+    tb = times["batched"][i][1] / times["batched"][i][0]
     out: dict[str, Any] = {
         "model": name, "device": device, "n_params": n_params, "sequences": len(texts), "scored_tokens": scored,
-        "naive_tokens_per_s": round(scored / tn, 1), "batched_tokens_per_s": round(scored / tb, 1),
-        "ratio": round(tn / tb, 2), "naive_s": round(tn, 6), "batched_s": round(tb, 6),
+        "input_tokens": fed, "naive_tokens_per_s": round(naive_rates[i], 1),
+        "batched_tokens_per_s": round(batched_rates[i], 1), **summary, "rounds": rounds,
+        "min_seconds": min_seconds, "naive_s": round(tn, 6), "batched_s": round(tb, 6),
+        "passes": {"naive": [int(c) for c, _ in times["naive"]], "batched": [int(c) for c, _ in times["batched"]]},
         "max_abs_logp_diff": float(np.abs(a.logp - b.logp).max()),
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
         "batch_tokens": batch_tokens or default_batch_tokens(device),
+        "date": datetime.date.today().isoformat(),
     }
-    peak = peak_tflops or detect_peak(device)
     if device.startswith("cuda"):
+        peak = peak_tflops or detect_peak(device)
         flops = 2.0 * n_params * fed
         out["device_name"] = torch.cuda.get_device_name(torch.device(device))
         out["batched_tflops"] = round(flops / tb / 1e12, 3)
@@ -123,6 +151,18 @@ def run_bench_llm(n: int = 256, n_layer: int = 2, n_embd: int = 64, n_head: int 
         out["peak_tflops"] = peak
         out["batched_fraction_of_peak"] = round(flops / tb / 1e12 / peak, 4) if peak else None
     return out
+
+
+def summary_line(res: dict[str, Any]) -> str:
+    """The benchmark's one-line result (what the README records)."""
+    threads = f"{res['threads']} thread{'s' if res['threads'] != 1 else ''}"
+    line = (f"{res['model']} on {res['device']} ({threads}): batched {res['batched_tokens_per_s']:.0f} "
+            f"tok/s vs naive {res['naive_tokens_per_s']:.0f} tok/s = {describe_ratio(res)} "
+            f"(max |logp diff| {res['max_abs_logp_diff']:.1e})")
+    if res.get("batched_fraction_of_peak") is not None:
+        line += (f"; {res['batched_tflops']} TFLOP/s = {100 * res['batched_fraction_of_peak']:.2f}% of "
+                 f"{res['peak_tflops']} peak")
+    return line
 
 
 @main_wrapper
@@ -135,21 +175,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-head", type=int, default=2)
     p.add_argument("--model", help="a Hugging Face model directory instead of the tiny GPT-2")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-tokens", type=int, help="default: 16384 on GPU, 4096 on CPU")
+    p.add_argument("--batch-tokens", type=int, help="default: 16384 on GPU, 2048 on CPU")
     p.add_argument("--peak-tflops", type=float, help="device peak for the FLOP fraction (default: detected)")
-    p.add_argument("--repeats", type=int, default=1, help="timed repetitions (the fastest counts)")
+    p.add_argument("--rounds", "--repeats", type=int, default=5, dest="rounds",
+                   help="interleaved rounds of (naive, batched); the median round's ratio is reported (default 5)")
+    p.add_argument("--min-seconds", type=float, default=1.0,
+                   help="each timed section repeats its pass for at least this long (default 1.0)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's setting)")
     args = p.parse_args(argv)
+    if args.rounds < 1 or args.min_seconds < 0:
+        p.error("--rounds must be >= 1 and --min-seconds >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     res = run_bench_llm(args.n, args.n_layer, args.n_embd, args.n_head, args.model, args.device, args.batch_tokens,
-                        args.peak_tflops, args.repeats)
+                        args.peak_tflops, args.rounds, args.min_seconds)
     print(json.dumps(res), flush=True)
-    line = (f"{res['model']} on {res['device']}: batched {res['batched_tokens_per_s']:.0f} tok/s vs naive "
-            f"{res['naive_tokens_per_s']:.0f} tok/s = {res['ratio']:.2f}x (max |logp diff| {res['max_abs_logp_diff']:.1e})")
-    if res.get("batched_fraction_of_peak") is not None:
-        line += f"; {res['batched_tflops']} TFLOP/s = {100 * res['batched_fraction_of_peak']:.2f}% of {res['peak_tflops']} peak"
-    print(line, flush=True)
+    print(summary_line(res), flush=True)
     return 0
 
 

@@ -53,7 +53,8 @@ def test_demo_rejects_bad_overrides_before_compute(tmp_path, capsys):
 
 
 def test_bench_llm_tiny_reports_both_rates(capsys):
-    assert bench_llm.main(["--n", "12", "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--device", "cpu"]) == 0
+    assert bench_llm.main(["--n", "12", "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--device", "cpu", "--rounds", "1",
+                           "--min-seconds", "0"]) == 0
     res = json.loads(capsys.readouterr().out.splitlines()[0])
     assert res["sequences"] == 12 and res["scored_tokens"] > 12
     assert res["naive_tokens_per_s"] > 0 and res["batched_tokens_per_s"] > 0

@@ -97,6 +97,10 @@ def test_cache_memory_then_store_then_corruption(tiny, tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(ArtifactError, match="corrupt"):
         LogProbCache(store).scores(model, tok, data)
+    # --rebuild recomputes and replaces it: intact again, the same scores
+    LogProbCache(store, rebuild=True).scores(model, tok, data)
+    store.get(LogProbCache.KIND, key, verify=True)
+    np.testing.assert_array_equal(LogProbCache(store).scores(model, tok, data).logp, a.logp)
     # a different model (one weight changed) is a different key: computed, not read
     other = type(model)(model.config).eval()
     other.load_state_dict(model.state_dict())
@@ -130,3 +134,33 @@ def test_llm_core_imports_without_ray():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_fast_token_stats_match_the_reference_including_masked_vocabulary():
+    from expunge.llm.scoring import _token_stats, _token_stats_reference
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(300, 259, generator=g) * 4
+    logits[::7, :50] = float("-inf")  # vocabulary a model masks out: those chunks take the reference path
+    targets = torch.randint(50, 259, (300,), generator=g)
+    for chunk in (64, 4096):
+        fast, ref = _token_stats(logits, targets, chunk=chunk), _token_stats_reference(logits, targets, chunk=chunk)
+        for name, a, b in zip(FIELDS, fast, ref):
+            # logp, mu and var are the same operations; mu_u and var_u differ by float32 summation order
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-5, equal_nan=True, err_msg=name)
+    finite = logits[1:7]  # rows without masked entries: the fast path
+    for name, a, b in zip(FIELDS[:3], _token_stats(finite, targets[1:7]), _token_stats_reference(finite, targets[1:7])):
+        assert torch.equal(a, b), name
+
+
+def test_batched_pass_with_a_masked_vocabulary_equals_the_loop(tiny):
+    model, tok = tiny
+    handle = model.lm_head.register_forward_hook(lambda m, i, out: out.index_fill(-1, torch.arange(200, 250), float("-inf")))
+    try:
+        fast = token_logprobs(model, tok, TEXTS, batch_tokens=100)
+        slow = naive_token_logprobs(model, tok, TEXTS)
+    finally:
+        handle.remove()
+    for f in FIELDS:
+        np.testing.assert_allclose(getattr(fast, f), getattr(slow, f), atol=2e-5, err_msg=f)
+    assert np.isfinite(fast.mu).all() and np.isfinite(fast.var).all()
