@@ -14,7 +14,7 @@ def gold(tmp_path_factory):
     from expunge.experiment import Experiment
     from expunge.fleet.members import audit_shadow_config
     from expunge.jobs.original import run_original
-    from expunge.sweep.runner import _reference_rows
+    from expunge.sweep.runner import reference_rows
 
     tmp = tmp_path_factory.mktemp("sweep_trial")
     cfg = load_config(None, [f"storage={tmp}", "train.epochs=6", "data.sizes.shadow_pool=0.25", "audit.shadows=2",
@@ -25,7 +25,7 @@ def gold(tmp_path_factory):
         ex = Experiment(c, verbose=False)
         ex.unlearn(MethodSpec(name="retrain"))
         run_fleet(audit_shadow_config(c), use_ray=False)
-        reference, original = _reference_rows(ex, c.audit.metrics)
+        reference, original = reference_rows(ex, c.audit.metrics)
         runs.append({"experiment": c.model_dump(mode="json"), "reference": reference, "original": original})
     return configs, runs
 

@@ -90,7 +90,7 @@ def search_algorithm(sweep: SweepConfig, seed: int):
     return HyperOptSearch(random_state_seed=seed)
 
 
-def _reference_rows(ex: Experiment, metrics: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+def reference_rows(ex: Experiment, metrics: list[str]) -> tuple[dict[str, float], dict[str, float]]:
     """The retrained model's and the original's rows (leaderboard units): what every trial is scored
     against, computed once with the same metric functions the trials use."""
     inputs_for = reference_inputs(ex)
@@ -259,7 +259,7 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
                   desc=f"retrain (reference{f', seed {c.seed}' if cfg.seeds else ''})", use_ray=use_ray)
         if c.audit.shadows:
             run_fleet(audit_shadow_config(c), rebuild, use_ray)
-        reference, original = _reference_rows(e, metrics)
+        reference, original = reference_rows(e, metrics)
         runs.append({"experiment": c.model_dump(mode="json"), "reference": reference, "original": original})
         log(f"sweep {sweep.name}: reference retrain{f' (seed {c.seed})' if cfg.seeds else ''} " + ", ".join(
             f"{k} {reference[k]:.2f}" for k in ("UA", "RA", "TA", "MIA_efficacy") if k in reference))
