@@ -40,6 +40,13 @@ result is a plain Hugging Face model. The reference (NPO's π_ref, RMU's frozen 
 the base model with the adapters disabled (no second copy in memory); otherwise it is a frozen copy
 of the model, or a model passed in, which must use the same tokenizer (checked).
 
+Epochs and checkpoints: epoch e ends after s_e = min(steps, ⌈e·|F|/B⌉) steps, the step count of a run
+with ``epochs=e``; the loop has no schedule, so the model at s_e is what such a run returns (same seed).
+``unlearn_lm(on_epoch=...)`` hands each epoch's model and the loop's state (optimizer, RNG, data
+order) to the caller, and ``resume=`` that state continues the run exactly. ``shard=(rank, world)``
+trains on rows rank::world of every batch (data parallel; the batches are the single-process ones)
+and ``prepare`` wraps the model (e.g. in DDP) once its trainable parameters are chosen.
+
 Search spaces (for sweeps): :func:`search_space` gives each method's domains (lr, epochs and the
 method's own knobs, LoRA rank when LoRA is on), in the vision methods' style
 (:mod:`expunge.search_space`); every key is a field of :class:`LLMUnlearnConfig`.
@@ -145,8 +152,9 @@ def _encode_items(tokenizer: Any, items: Sequence[Item]) -> list[tuple[list[int]
     texts = [(k, t) for k, t in enumerate(items) if isinstance(t, str)]
     pairs = [(k, t) for k, t in enumerate(items) if not isinstance(t, str)]
     out: list[tuple[list[int], int]] = [([], 0)] * len(items)
-    for (k, _), ids in zip(texts, encode_texts(tokenizer, [t for _, t in texts], add_special_tokens=True)):
-        out[k] = (ids, 0)
+    if texts:  # a Hugging Face tokenizer fails on an empty list (a batch of pairs only)
+        for (k, _), ids in zip(texts, encode_texts(tokenizer, [t for _, t in texts], add_special_tokens=True)):
+            out[k] = (ids, 0)
     if pairs:
         heads = encode_texts(tokenizer, [p for _, (p, _) in pairs], add_special_tokens=True)
         tails = encode_texts(tokenizer, [a for _, (_, a) in pairs], add_special_tokens=False)
@@ -326,6 +334,8 @@ _MLP_OUT_NAMES = ("down_proj", "c_proj", "dense_4h_to_h", "fc_out", "fc2", "w2")
 
 def layer_count(model: torch.nn.Module) -> int:
     """The number of decoder blocks (``config.num_hidden_layers``; GPT-2's ``n_layer`` maps to it)."""
+    while not hasattr(model, "config") and isinstance(getattr(model, "module", None), torch.nn.Module):
+        model = model.module  # a DistributedDataParallel wrapper has no config; its module does
     n = getattr(getattr(model, "config", None), "num_hidden_layers", None)
     if not isinstance(n, int):
         raise ConfigError(f"llm unlearning config: {type(model).__name__} does not state its number of layers "
@@ -510,17 +520,39 @@ def _has_peft() -> bool:
     return peft is not None
 
 
+#: ``on_epoch(epoch, model, state)``: the epoch's model (eval mode; under LoRA a merged copy) and the
+#: loop's state, which ``resume=`` accepts; both are live objects that the next step changes, so the
+#: callback saves (or copies) what it keeps before it returns
+EpochCallback = Callable[[int, torch.nn.Module, dict[str, Any]], None]
+
+
 def unlearn_lm(model: torch.nn.Module, tokenizer: Any, forget: Sequence[Item], retain: Sequence[Item] = (),
                cfg: LLMUnlearnConfig | None = None, *, ref_model: torch.nn.Module | None = None,
-               ref_tokenizer: Any = None, log: Callable[[str], None] | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+               ref_tokenizer: Any = None, log: Callable[[str], None] | None = None,
+               on_epoch: EpochCallback | None = None, resume: dict[str, Any] | None = None,
+               shard: tuple[int, int] = (0, 1),
+               prepare: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+               ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Unlearn ``forget`` from ``model`` (in place for full fine-tuning); returns ``(model, stats)``.
 
     Items are texts or ``(prompt, answer)`` pairs (module docstring). ``steps`` = cfg.steps or
     ceil(epochs · |F| / batch_size); each step takes the next shuffled forget batch and a random retain
     batch of the same size. RMU without LoRA freezes all but :func:`rmu_parameters` for the run and
     restores every ``requires_grad`` flag afterwards; with LoRA the adapters are what trains.
+
+    ``on_epoch`` is called after each epoch's last step (:func:`epoch_ends`). ``resume`` is the
+    ``state`` an earlier call passed to ``on_epoch``, with ``model`` holding that epoch's weights: the
+    optimizer, both RNGs and the data order are restored and the loop continues at the next step, so
+    the result equals an uninterrupted run. A resumed run needs the frozen reference passed as
+    ``ref_model`` (the model is no longer the one before unlearning) and full fine-tuning (a merged
+    LoRA checkpoint has no adapters to continue). ``shard`` and ``prepare``: module docstring.
     """
     cfg = cfg or LLMUnlearnConfig()
+    if resume is not None and cfg.lora:
+        raise ExpungeError("llm unlearning: a LoRA run cannot resume from a checkpoint (its adapters were "
+                           "merged); restart it")
+    if resume is not None and LLM_METHODS.get(cfg.method).needs_reference and ref_model is None:
+        raise ExpungeError(f"llm unlearning: resuming {cfg.method} needs the model before unlearning as ref_model")
     check_inputs(cfg, forget, retain, model)
     method = LLM_METHODS.get(cfg.method)
     if ref_model is not None:
@@ -567,43 +599,82 @@ def unlearn_lm(model: torch.nn.Module, tokenizer: Any, forget: Sequence[Item], r
         if log:
             log(f"  rmu updates {trained_note}")
     try:
-        model, steps, losses, seconds = _loop(model, tokenizer, forget, retain, cfg, method, ctx, gen, device, log)
+        model, steps, losses, seconds = _loop(model, tokenizer, forget, retain, cfg, method, ctx, gen, device, log,
+                                              on_epoch=on_epoch, resume=resume, shard=shard, prepare=prepare)
     finally:
         for n, p in model.named_parameters():
             if n in flags:
                 p.requires_grad_(flags[n])
     stats = {"method": cfg.method, "steps": steps, "seconds": seconds,
-             "first_loss": losses[0], "last_loss": losses[-1], "lora": cfg.lora,
+             "first_loss": losses[0] if losses else float("nan"),
+             "last_loss": losses[-1] if losses else float("nan"), "lora": cfg.lora,
              "loss_curve": np.round(np.asarray(losses), 5).tolist()}
     if trained_note is not None:
         stats["rmu_updated"] = trained_note
     return model, stats
 
 
+def epoch_ends(n_forget: int, cfg: LLMUnlearnConfig) -> dict[int, int]:
+    """``{step: epoch}``: epoch e ends after s_e = min(steps, ⌈e·|F|/B⌉) steps (B = min(batch_size, |F|)),
+    the step count of a run with ``epochs=e``; the last epoch ends at the last step."""
+    bs = min(cfg.batch_size, n_forget)
+    steps = cfg.steps or max(1, math.ceil(cfg.epochs * n_forget / bs))
+    ends, e = {}, 1
+    while True:
+        s = math.ceil(e * n_forget / bs)
+        if s >= steps:
+            ends[steps] = e
+            return ends
+        ends[s] = e
+        e += 1
+
+
+def _rows(items: list[Any], shard: tuple[int, int]) -> list[Any]:
+    rank, world = shard
+    return items[rank::world]
+
+
 def _loop(model: torch.nn.Module, tokenizer: Any, forget: Sequence[Item], retain: Sequence[Item],
           cfg: LLMUnlearnConfig, method: Callable, ctx: _Ctx, gen: torch.Generator, device: torch.device,
-          log: Callable[[str], None] | None) -> tuple[torch.nn.Module, int, list[float], float]:
+          log: Callable[[str], None] | None, *, on_epoch: EpochCallback | None = None,
+          resume: dict[str, Any] | None = None, shard: tuple[int, int] = (0, 1),
+          prepare: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+          ) -> tuple[torch.nn.Module, int, list[float], float]:
     params = [p for p in model.parameters() if p.requires_grad]
+    # the module the loss runs through (a DDP wrapper when prepared); checkpoints take the inner one
+    net = prepare(model) if prepare is not None else model
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_f = len(forget)
     bs = min(cfg.batch_size, n_f)
+    if bs < shard[1]:
+        raise ExpungeError(f"llm unlearning: a batch of {bs} forget items cannot be split over {shard[1]} workers")
     steps = cfg.steps or max(1, math.ceil(cfg.epochs * n_f / bs))
+    ends = epoch_ends(n_f, cfg)
     order = torch.randperm(n_f, generator=gen).tolist()
-    pos = 0
-    losses = []
+    pos, start = 0, 0
+    losses: list[float] = []
+    if resume is not None:
+        # every draw below comes from these, so the continued run repeats the uninterrupted one
+        opt.load_state_dict(resume["optimizer"])
+        gen.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        if device.type == "cuda" and resume.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
+        order, pos, start = list(resume["order"]), int(resume["pos"]), int(resume["step"])
+        losses = list(resume.get("losses", []))
     t0 = time.perf_counter()
     model.train()
-    for step in range(steps):
+    for step in range(start, steps):
         if pos + bs > n_f:
             order = torch.randperm(n_f, generator=gen).tolist()
             pos = 0
-        fb = make_batch(tokenizer, [forget[i] for i in order[pos:pos + bs]], cfg.max_length, device)
+        fb = make_batch(tokenizer, _rows([forget[i] for i in order[pos:pos + bs]], shard), cfg.max_length, device)
         pos += bs
         rb = None
         if retain:
             ridx = torch.randint(0, len(retain), (bs,), generator=gen).tolist()
-            rb = make_batch(tokenizer, [retain[i] for i in ridx], cfg.max_length, device)
-        loss = method(model, fb, rb, ctx)
+            rb = make_batch(tokenizer, _rows([retain[i] for i in ridx], shard), cfg.max_length, device)
+        loss = method(net, fb, rb, ctx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -612,6 +683,15 @@ def _loop(model: torch.nn.Module, tokenizer: Any, forget: Sequence[Item], retain
         losses.append(float(loss.detach()))
         if log and (step + 1) % max(1, steps // 5) == 0:
             log(f"  {cfg.method} step {step + 1}/{steps}: loss {losses[-1]:.4f}")
+        if on_epoch is not None and step + 1 in ends:
+            model.eval()
+            state = {"step": step + 1, "epoch": ends[step + 1], "optimizer": opt.state_dict(),
+                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "order": list(order),
+                     "pos": pos, "losses": list(losses)}
+            if device.type == "cuda":
+                state["cuda_rng"] = torch.cuda.get_rng_state(device)
+            on_epoch(ends[step + 1], copy.deepcopy(model).merge_and_unload() if cfg.lora else model, state)
+            model.train()
     model.eval()
     if cfg.lora:
         model = model.merge_and_unload()

@@ -198,6 +198,8 @@ FORWARDED = {
                                           "half, audit every attack (no download; runs on a CPU)"),
     "llm-audit": ("expunge.jobs.llm_audit", "audit Hugging Face causal LMs: --target, --fit, --reference, --data "
                                             "(loss, zlib, Min-K%%, Min-K%%++, ratio, LiRA / RMIA / IAM online)"),
+    "llm-unlearn": ("expunge.jobs.llm_unlearn", "unlearn a forget set from a causal LM (ga, grad_diff, npo, simnpo, "
+                                                "rmu), one audited checkpoint per epoch, the best one chosen"),
     "reproduce": ("expunge.jobs.reproduce", "test each seed paper's claim over several seeds on embedded data and "
                                             "write the claims table (--seeds, --quick, --claims)"),
     "bench-llm": ("expunge.jobs.bench_llm", "tokens per second of the batched LM scorer against a one-at-a-time loop"),
