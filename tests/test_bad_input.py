@@ -82,6 +82,8 @@ CASES = [
     (["run", DIGITS, "audit.shadows=0"], ["audit.shadows"]),
     (["run", DIGITS, "data.sizes.shadow_pool=0"], ["data.sizes.shadow_pool"]),
     (["run", DIGITS, "audit.params={rmia: {gama: 1}}"], ["audit.params.rmia.gama"]),
+    (["run", DIGITS, "audit.params={iam: {scoring: bogus}}"], ["audit.params.iam.scoring", "'kde'", "'bogus'"]),
+    (["run", DIGITS, "audit.params={rmia: {gamma: abc}}"], ["audit.params.rmia.gamma", "valid number"]),
     (["run", DIGITS, "audit.params={cr: {alphas: [0.0001]}}"], ["alpha=0.0001", "calibration"]),
     (["run", DIGITS, "unlearn.methods=[{name: salun, params: {mask: 0.5}}]"], ["salun", "mask"]),
     (["run", DIGITS, "unlearn.methods=[{name: salun, params: {mask_ratio: 1.5}}]"], ["salun", "mask_ratio"]),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from expunge.errors import ConfigError, ExpungeError
 
@@ -256,10 +256,19 @@ class AuditConfig(Section):
                 raise ValueError(f"audit.params.{name}: not in audit.metrics ({', '.join(self.metrics)})")
             if name == "relearn":
                 raise ValueError("audit.params.relearn: use audit.relearn_epochs")
-            allowed = [p for p in inspect.signature(METRICS.get(name).fn).parameters if p != "inputs"]
-            for key in kwargs:
+            fn = METRICS.get(name).fn
+            allowed = [p for p in inspect.signature(fn).parameters if p != "inputs"]
+            hints = typing.get_type_hints(fn)
+            for key, value in kwargs.items():
                 if key not in allowed:
                     raise ValueError(f"audit.params.{name}.{key}: unknown parameter (allowed: {', '.join(allowed)})")
+                # the value against the metric's own annotation (a Literal lists the valid choices),
+                # so a bad value is refused with the config, not when the metric runs after training
+                try:
+                    TypeAdapter(hints[key]).validate_python(value) if key in hints else None
+                except ValidationError as exc:
+                    raise ValueError(f"audit.params.{name}.{key}: {exc.errors()[0]['msg'].lower()} "
+                                     f"(got {value!r})") from None
         return self
 
 

@@ -13,10 +13,12 @@ Membership scores are oriented "higher = more member". Two protocols per attack:
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from expunge.metrics.base import AuditInputs, MetricResult, Outputs, register_metric
-from expunge.metrics.iam import iam_offline, iam_online
+from expunge.metrics.iam import SCORINGS, Scoring, Weighting, iam_offline, iam_online
 from expunge.metrics.lira import lira_offline, lira_online_with_reference, uses_global_variance
 from expunge.metrics.rmia import rmia_offline, rmia_online
 from expunge.metrics.roc import binary_report, bootstrap_ci
@@ -121,7 +123,7 @@ def lira(inputs: AuditInputs, global_variance: bool | None = None,
 
 @register_metric("rmia", requires=("target", "original", "shadows"))
 def rmia(inputs: AuditInputs, gamma: float = 2.0, gamma_online: float = 1.0, a: float = 0.3,
-         signal: str = "prob", m: float = 0.6, n: int = 4, temperature: float = 1.0) -> MetricResult:
+         signal: Literal["prob", "taylor"] = "prob", m: float = 0.6, n: int = 4, temperature: float = 1.0) -> MetricResult:
     """RMIA (Zarifzadeh et al. 2024) on the population split: online BinUI, offline forget vs test.
 
     ``gamma``: the offline (forget vs test) threshold, 2 as in the reference code; ``gamma_online``:
@@ -151,18 +153,34 @@ def rmia(inputs: AuditInputs, gamma: float = 2.0, gamma_online: float = 1.0, a: 
 
 
 @register_metric("iam", requires=("target", "original", "shadows"))
-def iam(inputs: AuditInputs, n_levels: int = 100, weighting: str = "reference") -> MetricResult:
-    """IAM (USENIX Security 2025): IAM-On for BinUI, IAM-Off for forget vs test; AUCs."""
+def iam(inputs: AuditInputs, n_levels: int = 100, weighting: Weighting = "reference",
+        scoring: Scoring = "gumbel") -> MetricResult:
+    """IAM (USENIX Security 2025): IAM-On for BinUI, IAM-Off for forget vs test; AUCs.
+
+    ``scoring``: how confidences become the membership score, one of the paper's Table 5 ablation
+    (:data:`expunge.metrics.iam.SCORINGS`): "gumbel" (default, IAM's bounded Gumbel fit),
+    "probability", "loss", "ecdf", "kde", "beta", "gaussian" (``audit.params={iam: {scoring: kde}}``);
+    see :mod:`expunge.metrics.iam`.
+
+    Also reports the paper's Table 8 means of the IAM-On membership score S: ``iam_retained_mean``
+    over retained samples and ``iam_forgotten_mean`` over forgotten ones (the audit leaderboard reads
+    them against retrain's for its over- / under-unlearning verdict)."""
+    if scoring not in SCORINGS:
+        from expunge.errors import ConfigError
+
+        raise ConfigError(f"iam scoring {scoring!r}: allowed {', '.join(SCORINGS)}")
     sets = BINUI_SETS
     target, shadows = _stack([inputs.target], sets, "prob")[0], _stack(inputs.shadows, sets, "prob")
     online = iam_online(target, shadows, _stack([inputs.original], sets, "prob")[0], n_levels=n_levels,
-                        weighting=weighting)
+                        weighting=weighting, scoring=scoring)
     own = [_sig(s["shadow_pool"], "prob")[np.isin(s["shadow_pool"].ids, members)]
            for s, members in zip(inputs.shadows, inputs.shadow_members)]
-    offline = iam_offline(target, shadows, own, n_levels=n_levels, weighting=weighting)
+    offline = iam_offline(target, shadows, own, n_levels=n_levels, weighting=weighting, scoring=scoring)
     summary, per = _binui("iam", online.membership, offline.membership, _sizes(inputs))
     # IAM reports the unlearning score 1 - S of the forget samples
     summary["iam_unlearning_score_mean"] = float(1.0 - summary.pop("iam_forget_score_mean"))
+    summary["iam_retained_mean"] = float(np.mean(per["iam_retain"]))
+    summary["iam_forgotten_mean"] = float(np.mean(per["iam_forget"]))
     return MetricResult(per, summary)
 
 

@@ -13,6 +13,10 @@ the original's: it left the model as it was, so a small gap or run time is no ac
 
 Each ``<attack>_binui_auc`` is shown with its class-balanced bootstrap 95% interval
 (``_ci_low`` / ``_ci_high`` columns of the audit) in one cell, ``0.612 [0.550, 0.670]``.
+
+The IAM paper's Table 8 verdict (``expunge.audit.stage.add_verdict``) has a table of its own: the
+mean IAM score of retained and of forgotten samples and the verdict against retrain's means, with
+the margin the audit used (its ``verdict_margin`` column).
 """
 from __future__ import annotations
 
@@ -37,6 +41,9 @@ CHANGE_METRICS = ("UA", "RA", "TA", "MIA_efficacy")
 SHOWN = ("forget", "method", "UA", "RA", "TA", "MIA_efficacy", "CR_forget", "MIACR", "lira_binui_auc",
          "rmia_binui_auc", "iam_binui_auc", "lira_forget_vs_heldout_auc", "rmia_forget_vs_heldout_auc",
          "iam_forget_vs_heldout_auc", "rcd_steps", "relearn_acc@10", "avg_gap", "RTE_s")
+
+#: the Table 8 verdict table: the audit's IAM means and its verdict (``expunge.audit.stage.add_verdict``)
+VERDICT_COLUMNS = ("iam_retained_mean", "iam_forgotten_mean", "verdict")
 
 BEST_RULES = {
     "gap_*": "smallest gap to retrain, |value - value of retrain| (closest to the gold standard)",
@@ -128,3 +135,19 @@ def with_intervals(frame: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
                 cells.append(f"{v:.3f}")
         out[col] = cells
     return out
+
+
+def verdict_table(table: pd.DataFrame) -> pd.DataFrame | None:
+    """``method`` and the :data:`VERDICT_COLUMNS` of ``table`` (rows as given), or None when the audit
+    wrote no verdict (no IAM, or no retrain row to compare with)."""
+    if "verdict" not in table:
+        return None
+    return table[["method", *[c for c in VERDICT_COLUMNS if c in table]]]
+
+
+def verdict_margin(table: pd.DataFrame) -> float | None:
+    """The margin the audit's verdict used (its ``verdict_margin`` column), None when absent."""
+    if "verdict_margin" not in table:
+        return None
+    values = pd.to_numeric(table["verdict_margin"], errors="coerce").dropna()
+    return float(values.iloc[0]) if len(values) else None

@@ -17,7 +17,7 @@ from expunge.report.blocks import Block, Bullets, Details, Figure, Paragraph, Se
 from expunge.report.collect import RunData
 from expunge.report.cr_alpha import ALPHAS, calibration_sizes, cr_against_alpha, feasible_alphas
 from expunge.report.leaderboard import (BEST_RULES, CHANGE_METRICS, HEADLINE, best_marks, headline_columns, ordered,
-                                        unchanged, with_intervals)
+                                        unchanged, verdict_margin, verdict_table, with_intervals)
 
 #: membership attacks drawn as ROC curves: metric name -> display name
 ATTACKS = {"lira": "LiRA", "rmia": "RMIA", "iam": "IAM"}
@@ -94,11 +94,35 @@ def leaderboard_section(run: RunData) -> Section:
         if len(cols) > 1:
             blocks.append(Table(with_intervals(table[cols], table), best_marks(table, cols),
                                 caption=f"{caption}; \u2605 = best."))
+    blocks += _verdict_blocks(table)
     blocks.append(Details("Every column of the audit leaderboard", (Table(table, best_marks(table)),)))
     if not has_gaps:
         blocks.insert(2, Paragraph("No retrain model in this audit: no gaps to retrain, so only RTE_s is "
                                    "marked.", note=True))
     return Section("leaderboard", "Leaderboard", tuple(blocks))
+
+
+def _verdict_blocks(table: pd.DataFrame) -> list[Block]:
+    """The IAM paper's Table 8 reading of the audit: a paragraph on the verdict and its table (none
+    when the audit has no verdict)."""
+    frame = verdict_table(table)
+    if frame is None:
+        return []
+    margin = verdict_margin(table)
+    by = f"more than {margin:g}" if margin is not None else "more than the audit's margin"
+    return [
+        Paragraph("Over- and under-unlearning (the IAM paper's Table 8): iam_retained_mean and iam_forgotten_mean "
+                  "are the mean IAM membership scores (online; 1 = fitted like a training sample, 0 = like a "
+                  "never-seen one) of the retained and of the forgotten training samples. Read against retrain's "
+                  f"means: a retained mean lower than retrain's by {by} is over-unlearning (retained samples "
+                  "scored as unlearned: the method removed more than it was asked to); a forgotten mean higher "
+                  f"than retrain's by {by} is under-unlearning (forgotten samples still scored as members). "
+                  "Differences within the margin count as agreement with retrain (in Table 8 the methods that "
+                  "match retrain differ from it by a few hundredths). The margin is well above the sampling error "
+                  "of a mean over a few hundred samples; with far fewer forget samples, read a flag near the "
+                  "margin with care."),
+        Table(frame, caption="IAM score means of retained and forgotten samples and the verdict against retrain."),
+    ]
 
 
 def _binui(run: RunData, key: str, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
