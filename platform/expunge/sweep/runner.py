@@ -146,7 +146,10 @@ def _tuner(trainable, space: dict[str, Any], sweep: SweepConfig, method: SweepMe
                                     num_samples=1 if sweep.search == "grid" else sweep.num_samples,
                                     # the variant generator limits itself; searchers get Tune's limiter
                                     max_concurrent_trials=None if sweep.search in ("random", "grid")
-                                    else sweep.max_concurrent),
+                                    else sweep.max_concurrent,
+                                    # a finished trial's worker takes the next one: no new process, no
+                                    # re-import of torch and expunge, its experiment kept (trial.prepared)
+                                    reuse_actors=True),
         run_config=tune.RunConfig(name=slug(method.name), storage_path=tune_root, verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
                                   callbacks=[progress]))

@@ -8,6 +8,7 @@ epoch's report can also carry the relearning attack, which runs once on the fina
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any, Callable
@@ -22,17 +23,39 @@ from expunge.experiment import Experiment
 from expunge.sweep.objective import INFEASIBLE_PENALTY, Constraint, score, trial_row
 
 
+#: per process, the experiments trials ran on, with their reference inputs: a Tune worker reused for
+#: the next trial (``reuse_actors``) loads the data, split and reference outputs once, not per trial
+_PREPARED: dict[str, tuple[str, Experiment, Callable[..., Any]]] = {}
+
+
+def prepared(experiment: dict[str, Any]) -> tuple[Experiment, Callable[..., Any]]:
+    """The trial's :class:`Experiment` and its reference inputs (:func:`reference_inputs`), reused
+    from an earlier trial of this process while the stored original and audit shadows are the ones
+    it read (their manifest hashes; a rebuilt model reloads them)."""
+    from expunge.fleet.members import audit_shadow_keys
+
+    key = json.dumps(experiment, sort_keys=True)
+    ex = _PREPARED[key][1] if key in _PREPARED else Experiment(ExperimentConfig.model_validate(experiment),
+                                                                 verbose=False)
+    stamp = json.dumps([ex.store.get("models", k).manifest["manifest_hash"]
+                        for k in ("original", *audit_shadow_keys(ex))])
+    if key not in _PREPARED or _PREPARED[key][0] != stamp:
+        _PREPARED.clear()  # one sweep's experiments at a time
+        _PREPARED[key] = (stamp, ex, reference_inputs(ex))
+    return _PREPARED[key][1], _PREPARED[key][2]
+
+
 class TrialScorer:
     """Audits an in-memory model against the stored original, shadows and retrained reference."""
 
     def __init__(self, ex: Experiment, metrics: list[str], reference: dict[str, float], original: dict[str, float],
-                 sweep: dict[str, Any]) -> None:
+                 sweep: dict[str, Any], inputs_for: Callable[..., Any] | None = None) -> None:
         self.ex = ex
         self.metrics = list(metrics)
         self.reference, self.original_row = reference, original
         self.objective, self.mode = sweep["objective"], sweep["mode"]
         self.constraints = [Constraint.parse(c) for c in sweep["constraints"]]
-        self.inputs_for = reference_inputs(ex)
+        self.inputs_for = inputs_for or reference_inputs(ex)
         self.seconds = 0.0  # audit time, kept out of the method's RTE
 
     def __call__(self, model: nn.Module, final: bool = False) -> dict[str, float]:
@@ -79,8 +102,8 @@ def run_trial(params: dict[str, Any], runs: list[dict[str, Any]], method: str, f
     finals: list[dict[str, Any]] = []
     pending: list[dict[str, Any]] = []
     for i, run in enumerate(runs):
-        ex = Experiment(ExperimentConfig.model_validate(run["experiment"]), verbose=False)
-        scorer = TrialScorer(ex, metrics, run["reference"], run["original"], sweep)
+        ex, inputs_for = prepared(run["experiment"])
+        scorer = TrialScorer(ex, metrics, run["reference"], run["original"], sweep, inputs_for)
         rows: list[dict[str, Any]] = []
         epochs.append(rows)
         last = i == len(runs) - 1
