@@ -72,13 +72,21 @@ try:
     result["lost_weights"] = weights(storage / "lost" / "digits")
     result["alive_after"] = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
 
-    # 3. Ray Train's original with its two DDP workers spread over two nodes
+    # 3. Ray Train's original with its two DDP workers spread over two nodes; worker 1 dies shortly
+    # after reporting epoch 2, and FailureConfig restarts the group from the last checkpoint
     workers.append(cluster.add_node(num_cpus=2, num_gpus=1))
     cluster.wait_for_nodes()
-    (faults / "train_node.log").unlink(missing_ok=True)
-    run_original(config("train", "train.epochs=2", "scaling.num_workers=2", "scaling.placement_strategy=SPREAD"),
-                 use_ray=True)
-    result["train"] = (faults / "train_node.log").read_text().split()
+    for name in ("train_node.log", "train_worker.log", "train_worker.fired"):
+        (faults / name).unlink(missing_ok=True)
+    (faults / "train_worker.arm").write_text("rank=1 epoch=2")
+    train_cfg = config("train", "train.epochs=10", "scaling.num_workers=2", "scaling.max_failures=1",
+                       "scaling.placement_strategy=SPREAD")
+    trained = run_original(train_cfg, use_ray=True)
+    result["train"] = sorted(set((faults / "train_node.log").read_text().split()))
+    result["train_fired"] = (faults / "train_worker.fired").exists()
+    result["train_resumed"] = (faults / "train_worker.log").read_text().split()
+    result["train_content_hash"] = trained["content_hash"]
+    result["train_again_content_hash"] = run_original(train_cfg, use_ray=True)["content_hash"]  # reused
 finally:
     out.write_text(json.dumps(result))
     ray.shutdown()

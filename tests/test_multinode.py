@@ -1,6 +1,7 @@
 """Multi-node Ray on one machine: fleets spread over nodes, placement by fractional GPUs, a node lost
-mid-fleet, Ray Train's workers on two nodes (driver: tests/multinode_script.py, in its own process so
-the session's local Ray is left alone)."""
+mid-fleet, Ray Train's workers on two nodes surviving a lost worker (driver: tests/multinode_script.py,
+in its own process so the session's local Ray is left alone). One cluster for all of them: each start
+of a cluster or of a TorchTrainer costs ~20 s."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +33,7 @@ def cluster_run(tmp_path_factory, repo_root):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(out.read_text())
+    return {**json.loads(out.read_text()), "root": str(root)}
 
 
 def test_fractional_gpu_members_run_on_the_gpu_nodes_only_and_on_both(cluster_run):
@@ -53,6 +55,28 @@ def test_a_node_lost_mid_fleet_costs_no_member_and_changes_no_weight(cluster_run
     assert cluster_run["lost_weights"] == cluster_run["placed_weights"]
 
 
-def test_ray_train_workers_spread_over_two_nodes(cluster_run):
-    ranks = dict(line.split(":", 1) for line in cluster_run["train"])
-    assert set(ranks) == {"0", "1"} and ranks["0"] != ranks["1"]  # placement_strategy=SPREAD
+def test_ray_train_workers_spread_over_two_nodes_and_survive_a_lost_worker(cluster_run):
+    """Ray Train's original: two DDP workers on two nodes (``placement_strategy=SPREAD``); worker 1
+    dies shortly after reporting epoch 2, FailureConfig restarts the group and both workers resume
+    from the last registered checkpoint (epoch 1 or 2), never from scratch. The finished run learns
+    digits from two half-shards, keeps per-epoch checkpoints in the run's storage, and is stored as the
+    original, which a second call reuses without starting Ray Train."""
+    from expunge.store import Store
+
+    ranks: dict[str, set[str]] = {}
+    for line in cluster_run["train"]:
+        rank, node = line.split(":", 1)
+        ranks.setdefault(rank, set()).add(node)
+    assert set(ranks) == {"0", "1"} and not ranks["0"] & ranks["1"]  # never on the same node
+    assert cluster_run["train_fired"]
+    resumed = sorted(cluster_run["train_resumed"])
+    assert len(resumed) == 2 and {r.split(":")[0] for r in resumed} == {"0", "1"}
+    epochs = {int(r.split(":")[1]) for r in resumed}
+    assert len(epochs) == 1 and epochs <= {1, 2}
+    run = Path(cluster_run["root"]) / "runs" / "train" / "digits"
+    store = Store(str(run))
+    art = store.get("models", "original", verify=True)
+    assert art.manifest["content_hash"] == cluster_run["train_content_hash"] == cluster_run["train_again_content_hash"]
+    outputs = store.get("outputs", "original")
+    assert (outputs.read("logits_test.npy").argmax(1) == outputs.read("labels_test.npy")).mean() >= 0.85
+    assert list((run / "ray_train").rglob("weights.safetensors"))  # per-epoch checkpoints

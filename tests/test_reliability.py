@@ -3,7 +3,7 @@
 Damaged artifacts of every kind: tests/test_integrity.py.
 
 The Ray-side faults (a killed Ray Train worker, fleet member or sweep trial) live next to their
-features: tests/test_ray_train.py, tests/test_fleet.py and tests/test_sweep_ray.py.
+features: tests/test_multinode.py (Ray Train), tests/test_fleet.py and tests/test_sweep_ray.py.
 """
 from __future__ import annotations
 
