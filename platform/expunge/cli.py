@@ -132,7 +132,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print("language-model attacks (expunge llm-audit --attacks):")
     for name, doc in ATTACKS.describe().items():
         print(f"  {name:<18} {doc}")
-    print("language-model unlearning methods (expunge llm-demo method=...):")
+    print("language-model unlearning methods (expunge llm-unlearn unlearn.method=...):")
     for name, doc in LLM_METHODS.describe().items():
         print(f"  {name:<18} {doc}")
     return 0
