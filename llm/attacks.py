@@ -290,16 +290,7 @@ def _nll(many: list[TokenScores]) -> np.ndarray:
 def register_attack(name: str, needs: Sequence[str] = (), **defaults: Any) -> Callable:
     """Register an adapter ``fn(inputs: AttackInputs, **params) -> [N] scores`` under ``name``; ``needs``
     lists the optional inputs (:data:`NEEDS`) it reads, ``defaults`` its parameters."""
-    unknown = set(needs) - set(NEEDS)
-    if unknown:
-        raise ValueError(f"unknown needs {unknown}")
-
-    def deco(fn: Callable) -> Callable:
-        fn.needs = frozenset(needs)
-        fn.defaults = dict(defaults)
-        return ATTACKS.register(name)(fn)
-
-    return deco
+    return ATTACKS.register_adapter(name, needs, NEEDS, defaults)
 
 
 @register_attack("loss")
@@ -372,22 +363,9 @@ def iam_online_attack(inp: AttackInputs, n_levels: int = 1000, eps1: float = 0.1
 def resolve_attacks(names: Sequence[str] | None, available: set[str], strict: bool) -> tuple[list[str], dict[str, str]]:
     """The attacks to run and, for the skipped ones, why. Unknown names are an error; with ``strict``
     (attacks named explicitly) a missing input is an error too, else the attack is skipped."""
-    chosen = list(ATTACKS.names()) if not names else list(names)
-    for n in chosen:
-        ATTACKS.get(n)  # unknown name -> ExpungeError with suggestions
-    run, skipped = [], {}
-    for n in chosen:
-        missing = sorted(ATTACKS.get(n).needs - available)
-        if missing:
-            why = "needs " + ", ".join({"lower": "a lowercased pass", "fit": "a fit (IN) model",
-                                        "reference": "a reference (OUT) model",
-                                        "population": "a population set"}[m] for m in missing)
-            if strict:
-                raise ExpungeError(f"attack {n!r} {why}")
-            skipped[n] = why
-        else:
-            run.append(n)
-    return run, skipped
+    said = {"lower": "a lowercased pass", "fit": "a fit (IN) model", "reference": "a reference (OUT) model",
+            "population": "a population set"}
+    return ATTACKS.resolve_adapters(names, available, strict, said.__getitem__)
 
 
 def run_attacks(inp: AttackInputs, names: Sequence[str], params: dict[str, dict[str, Any]] | None = None) -> dict[str, np.ndarray]:

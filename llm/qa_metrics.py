@@ -240,16 +240,7 @@ def register_qa_metric(name: str, needs: Sequence[str] = (), **defaults: Any) ->
     """Register an adapter ``fn(inputs: QAInputs, **params) -> {column: value}`` under ``name``;
     ``needs`` lists the inputs (:data:`QA_NEEDS`) it reads, ``defaults`` its parameters (the same
     contract as :func:`expunge.llm.attacks.register_attack`)."""
-    unknown = set(needs) - set(QA_NEEDS)
-    if unknown:
-        raise ValueError(f"unknown needs {unknown}")
-
-    def deco(fn: Callable) -> Callable:
-        fn.needs = frozenset(needs)
-        fn.defaults = dict(defaults)
-        return QA_METRICS.register(name)(fn)
-
-    return deco
+    return QA_METRICS.register_adapter(name, needs, QA_NEEDS, defaults)
 
 
 def _tr_split(name: str) -> Split:
@@ -309,20 +300,7 @@ def resolve_qa_metrics(names: Sequence[str] | None, available: set[str],
                        strict: bool) -> tuple[list[str], dict[str, str]]:
     """The metrics to run and, for the skipped ones, why (as :func:`expunge.llm.attacks.resolve_attacks`:
     unknown names are an error; with ``strict`` a missing input is one too)."""
-    chosen = list(QA_METRICS.names()) if not names else list(names)
-    for n in chosen:
-        QA_METRICS.get(n)  # unknown name -> ExpungeError with suggestions
-    run, skipped = [], {}
-    for n in chosen:
-        missing = sorted(QA_METRICS.get(n).needs - available)
-        if missing:
-            why = "needs " + ", ".join(missing)
-            if strict:
-                raise ExpungeError(f"QA metric {n!r} {why}")
-            skipped[n] = why
-        else:
-            run.append(n)
-    return run, skipped
+    return QA_METRICS.resolve_adapters(names, available, strict)
 
 
 def run_qa_metrics(inp: QAInputs, names: Sequence[str] | None = None,

@@ -1,7 +1,7 @@
 """Multi-node Ray on one machine: fleets spread over nodes, placement by fractional GPUs, a node lost
 mid-fleet, Ray Train's workers on two nodes surviving a lost worker (driver: tests/multinode_script.py,
-in its own process so the session's local Ray is left alone). One cluster for all of them: each start
-of a cluster or of a TorchTrainer costs ~20 s."""
+in its own process, so the local Ray the other tests share is left alone). One cluster for all of
+them: each start of a cluster or of a TorchTrainer costs ~20 s."""
 from __future__ import annotations
 
 import json

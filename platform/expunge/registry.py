@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 from expunge.errors import ExpungeError
 
@@ -52,6 +52,42 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def register_adapter(self, name: str, needs: Sequence[str], allowed: Sequence[str],
+                         defaults: dict[str, Any]) -> Callable[[T], T]:
+        """Decorator for an adapter that declares the optional inputs it reads: sets ``fn.needs``
+        (each one of ``allowed``) and ``fn.defaults`` (its parameters), then registers it under
+        ``name`` (the LLM attacks and QA metrics, which run only where their inputs exist)."""
+        unknown = set(needs) - set(allowed)
+        if unknown:
+            raise ValueError(f"unknown needs {unknown}")
+
+        def deco(fn: T) -> T:
+            fn.needs = frozenset(needs)  # type: ignore[attr-defined]
+            fn.defaults = dict(defaults)  # type: ignore[attr-defined]
+            return self.register(name)(fn)
+
+        return deco
+
+    def resolve_adapters(self, names: Sequence[str] | None, available: set[str], strict: bool,
+                         describe_need: Callable[[str], str] = str) -> tuple[list[str], dict[str, str]]:
+        """The adapters to run (``names``, or every one) and, for those skipped, why: an unknown name
+        is an error; an adapter whose ``needs`` are not all ``available`` is skipped, or, with
+        ``strict`` (names given explicitly), an error naming what it needs."""
+        chosen = list(self.names()) if not names else list(names)
+        for n in chosen:
+            self.get(n)  # unknown name -> ExpungeError with suggestions
+        run, skipped = [], {}
+        for n in chosen:
+            missing = sorted(self.get(n).needs - available)  # type: ignore[attr-defined]
+            if missing:
+                why = "needs " + ", ".join(describe_need(m) for m in missing)
+                if strict:
+                    raise ExpungeError(f"{self.kind} {n!r} {why}")
+                skipped[n] = why
+            else:
+                run.append(n)
+        return run, skipped
 
     def describe(self) -> dict[str, str]:
         """name -> first line of the entry's docstring."""

@@ -17,6 +17,7 @@ from expunge.metrics import lira, rmia
 from expunge.metrics.roc import auc_score, spearman
 from expunge.metrics.scoreui import scoreui
 from expunge.metrics.signals import logit_scaled_confidence, true_class_prob
+from memorising import fit, mlp  # tests/metrics/memorising.py
 
 # ------------------------------------------------------------------------------ LiRA: variance mode
 
@@ -191,25 +192,9 @@ def test_lira_class_forgetting_like_case_separates_forgotten_samples(seed):
 
 # -------------------------------------------------------------------------- RMIA: memorising bench
 
-N_TRAIN, N_FLIP, N_FORGET, N_SHADOW_POOL, N_POP, K_SHADOWS, EPOCHS, LR = 600, 60, 60, 500, 300, 4, 200, 2e-2
+N_TRAIN, N_FLIP, N_FORGET, N_SHADOW_POOL, N_POP, K_SHADOWS = 600, 60, 60, 500, 300, 4
 SEEDS = (0, 1, 2)
 T = np.linspace(0.0, 1.0, 6)  # membership of the forget set along the checkpoints
-
-
-def _mlp() -> torch.nn.Module:
-    return torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-
-
-def _fit(x: np.ndarray, y: np.ndarray, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    m = _mlp()
-    opt = torch.optim.Adam(m.parameters(), lr=LR)
-    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
-    for _ in range(EPOCHS):  # full batch, no augmentation, no regularisation: memorises flipped labels
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(m(xt), yt).backward()
-        opt.step()
-    return m
 
 
 def _p_y(m: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -219,7 +204,7 @@ def _p_y(m: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _interpolate(a: torch.nn.Module, b: torch.nn.Module, t: float) -> torch.nn.Module:
-    m = _mlp()
+    m = mlp()
     sa, sb = a.state_dict(), b.state_dict()
     m.load_state_dict({k: (1.0 - t) * sa[k] + t * sb[k] for k in sa})
     return m
@@ -248,13 +233,13 @@ def _world(seed: int) -> dict:
     # queries: the training set (labels as trained on) then the test split; population: held out
     qx, qy = np.concatenate([x[tr], x[test]]), np.r_[ytr, y[test]]
     sig = lambda m: (_p_y(m, qx, qy), _p_y(m, x[pop], y[pop]))  # noqa: E731
-    original = _fit(x[tr], ytr, seed)
-    shadows = [sig(_fit(x[s], y[s], 1000 + 10 * seed + j))
+    original = fit(x[tr], ytr, seed)
+    shadows = [sig(fit(x[s], y[s], 1000 + 10 * seed + j))
                for j, s in enumerate(rng.choice(pool, 250, replace=False) for _ in range(K_SHADOWS))]
     world = {"original": sig(original), "shadows_x": np.stack([s[0] for s in shadows]),
              "shadows_z": np.stack([s[1] for s in shadows]), "n_test": len(test)}
     for name, forget in (("memorised", flipped), ("generalised", clean)):
-        retrain = _fit(x[tr][~forget], ytr[~forget], seed)
+        retrain = fit(x[tr][~forget], ytr[~forget], seed)
         world[name] = {"forget": np.r_[forget, np.zeros(len(test), bool)],
                        "retain": np.r_[~flipped & ~clean, np.zeros(len(test), bool)],
                        "checkpoints": [sig(_interpolate(retrain, original, t)) for t in T]}

@@ -18,6 +18,7 @@ from scipy import stats
 from expunge.errors import ConfigError
 from expunge.metrics import METRICS, AuditInputs, Outputs
 from expunge.metrics import iam
+from memorising import fit  # tests/metrics/memorising.py
 
 PHI = lambda t: 0.5 * (1.0 + math.erf(t / math.sqrt(2.0)))  # noqa: E731  standard Normal CDF
 G = lambda t: math.exp(-math.exp(-t))  # noqa: E731  standard Gumbel(right) CDF
@@ -238,23 +239,7 @@ def _random_inputs(rng: np.random.Generator) -> AuditInputs:
 
 # ------------------------------------------------------------- the metric on a memorising bench
 
-N_TRAIN, N_FLIP, N_POOL, K_SHADOWS, EPOCHS, LR = 600, 60, 500, 2, 200, 2e-2
-
-
-def _mlp() -> torch.nn.Module:
-    return torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-
-
-def _fit(x: np.ndarray, y: np.ndarray, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    m = _mlp()
-    opt = torch.optim.Adam(m.parameters(), lr=LR)
-    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
-    for _ in range(EPOCHS):  # full batch, no augmentation, no regularisation: memorises flipped labels
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(m(xt), yt).backward()
-        opt.step()
-    return m
+N_TRAIN, N_FLIP, N_POOL, K_SHADOWS = 600, 60, 500, 2
 
 
 @pytest.fixture(scope="module")
@@ -286,9 +271,9 @@ def bench() -> dict[str, AuditInputs]:
                             for s, (a, b, ids) in sets.items()}
 
             members = [rng.choice(pool, 250, replace=False) for _ in range(K_SHADOWS)]
-            shadows = [outputs(_fit(x[m], y[m], 100 + j)) for j, m in enumerate(members)]
-            original = outputs(_fit(x[tr], ytr, 0))
-            retrain = outputs(_fit(x[tr][~flipped], ytr[~flipped], 0))
+            shadows = [outputs(fit(x[m], y[m], 100 + j)) for j, m in enumerate(members)]
+            original = outputs(fit(x[tr], ytr, 0))
+            retrain = outputs(fit(x[tr][~flipped], ytr[~flipped], 0))
     finally:
         torch.set_num_threads(threads)
     return {name: AuditInputs(target, original, shadows, None, members)

@@ -95,22 +95,20 @@ def start_reaper() -> subprocess.Popen | None:
 
     The pipe's write end stays open in this process only (not inheritable, and closed in every child
     by ``subprocess``), so the watcher sees end-of-file exactly when this process is gone."""
-    if _STARTED.get(os.getpid()) is not None or not os.path.exists(f"/proc/{os.getpid()}/stat"):
-        return _STARTED.get(os.getpid())
+    if os.getpid() in _STARTED or not os.path.exists(f"/proc/{os.getpid()}/stat"):
+        return _STARTED.get(os.getpid(), (None, None))[0]
     read_end, write_end = os.pipe()
     proc = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__), str(read_end), str(os.getpid())],
                             pass_fds=(read_end,), start_new_session=True, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(read_end)
     # the write end is held, unused, for the life of the process: its exit closes it
-    _STARTED[os.getpid()] = proc
-    _WRITE_ENDS.append(write_end)
+    _STARTED[os.getpid()] = (proc, write_end)
     return proc
 
 
-#: the watcher of each process (by pid: a forked child starts its own)
-_STARTED: dict[int, subprocess.Popen] = {}
-_WRITE_ENDS: list[int] = []
+#: the watcher of each process and the pipe end it waits on (by pid: a forked child starts its own)
+_STARTED: dict[int, tuple[subprocess.Popen, int]] = {}
 
 
 if __name__ == "__main__":
