@@ -54,7 +54,8 @@ sweep:
 
 def run_bench(trials: int = 8, rounds: int = 2, concurrent: int = 2, epochs: int = 4,
               storage: str | None = None) -> dict[str, Any]:
-    from expunge.config import MethodSpec, load_config
+    from expunge.config import MethodSpec
+    from expunge.resolve import load_config
     from expunge.distributed import init_ray
     from expunge.distributed.fleet import run_fleet
     from expunge.experiment import Experiment

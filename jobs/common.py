@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from expunge.config import ExperimentConfig, load_config
+from expunge.config import ExperimentConfig
+
+from expunge.resolve import load_config
 from expunge.errors import ConfigError, ExpungeError, from_os_error
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"

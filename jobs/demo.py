@@ -13,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from expunge.config import ExperimentConfig, load_config
+from expunge.config import ExperimentConfig
+
+from expunge.resolve import load_config
 from expunge.experiment import log
 from expunge.jobs.common import add_runtime_args, find_config, main_wrapper, parse_with_overrides, start_ray
 from expunge.jobs.pipeline import run_pipeline

@@ -63,7 +63,7 @@ def method_settings(name: str, params: dict[str, Any] | None = None, train: Trai
 
 def describe_plan(cfg: ExperimentConfig) -> list[dict[str, Any]]:
     """One entry per stage: its name and what it would do (pure; no data, no Ray)."""
-    from expunge.sweep.space import method_space
+    from expunge.resolve import method_space
 
     d, t = cfg.data, cfg.train
     stages: list[dict[str, Any]] = [

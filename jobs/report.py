@@ -48,7 +48,7 @@ def resolve_run_dir(run: str | None, run_flag: str | None, config: str | None, o
     if len(set(given)) > 1 or (given and config):
         raise ConfigError("give one run: a run directory (RUN or --run) or --config CONFIG, not both")
     if config:
-        from expunge.config import load_config
+        from expunge.resolve import load_config
 
         return load_config(find_config(config), overrides).run_dir
     if overrides:

@@ -26,7 +26,8 @@ import pandas as pd
 
 from expunge.claims import PROTOCOLS
 from expunge.claims import rows as claim_rows
-from expunge.config import ExperimentConfig, load_config
+from expunge.config import ExperimentConfig
+from expunge.resolve import load_config
 from expunge.errors import ConfigError
 from expunge.experiment import Experiment, log
 from expunge.jobs.common import find_config, main_wrapper, start_ray

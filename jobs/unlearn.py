@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from expunge.config import ExperimentConfig, load_config, parse_overrides
+from expunge.config import ExperimentConfig, parse_overrides
+
+from expunge.resolve import load_config
 from expunge.errors import ConfigError
 from expunge.experiment import Experiment, log
 from expunge.jobs.common import (add_runtime_args, dry_run, find_config, main_wrapper, parse_with_overrides,
@@ -43,7 +45,7 @@ def unlearn_config(config: str | None, method: str | None, forget: str | None, o
         return base
     data = base.model_dump()
     data["unlearn"] = {"methods": [{"name": method, "params": method_params}]}
-    from expunge.config import validate
+    from expunge.resolve import validate
 
     return validate(ExperimentConfig, data, source="unlearn")
 

@@ -49,7 +49,7 @@ and ``prepare`` wraps the model (e.g. in DDP) once its trainable parameters are 
 
 Search spaces (for sweeps): :func:`search_space` gives each method's domains (lr, epochs and the
 method's own knobs, LoRA rank when LoRA is on), in the vision methods' style
-(:mod:`expunge.search_space`); every key is a field of :class:`LLMUnlearnConfig`.
+(:mod:`expunge.unlearn.space`); every key is a field of :class:`LLMUnlearnConfig`.
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from expunge.errors import ConfigError, ExpungeError
 from expunge.llm.models import check_same_tokenizer, encode_texts, pad_id
 from expunge.registry import Registry
-from expunge.search_space import Domain, choice, loguniform, randint, uniform
+from expunge.unlearn.space import Domain, choice, loguniform, randint, uniform
 
 LLM_METHODS: Registry = Registry("LLM unlearning method")
 

@@ -163,9 +163,9 @@ class LLMUnlearnJobConfig(_Section):
 
 def load_job_config(path: str | None, overrides: list[str] | tuple[str, ...] = ()) -> LLMUnlearnJobConfig:
     """YAML + overrides, validated (unknown keys, bad values and method settings are one-line errors)."""
-    from expunge.config import check_storage, load_config
+    from expunge.config import check_storage, read_config
 
-    cfg = load_config(path, list(overrides), model=LLMUnlearnJobConfig)
+    cfg = read_config(path, list(overrides), model=LLMUnlearnJobConfig)
     check_storage(cfg.storage)
     return cfg
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 
-from expunge.config import load_config
+from expunge.resolve import load_config
 from expunge.distributed.fleet import run_fleet
 from expunge.jobs.original import run_original
 

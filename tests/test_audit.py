@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from expunge.config import load_config
+from expunge.resolve import load_config
 from expunge.errors import ConfigError
 from expunge.jobs.pipeline import run_pipeline
 from expunge.store import Store

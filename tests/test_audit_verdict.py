@@ -63,7 +63,7 @@ AUDIT = ["data.dataset=synthetic", "data.options={n: 600, num_classes: 10, shape
 
 @pytest.fixture(scope="module")
 def verdict_run(tmp_path_factory, repo_root):
-    from expunge.config import load_config
+    from expunge.resolve import load_config
     from expunge.jobs.pipeline import run_pipeline
 
     tmp = tmp_path_factory.mktemp("verdict")

@@ -225,7 +225,7 @@ def test_run_prints_a_selection_and_says_what_it_reused(tmp_path, capsys):
 def test_an_unlearning_worker_does_not_repeat_the_reused_original(tmp_path, capsys, monkeypatch):
     """A Ray worker process running one unlearning stage reads the original as its input: the
     original stage said it was reused, so the worker says only its own (output) model."""
-    from expunge.config import load_config
+    from expunge.resolve import load_config
     from expunge.experiment import Experiment
 
     overrides = [f"storage={tmp_path}", *FAST]

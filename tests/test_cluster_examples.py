@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from expunge.config import RAY_JOB_ENV, load_config
+from expunge.config import RAY_JOB_ENV
+
+from expunge.resolve import load_config
 from expunge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from expunge.config import ExperimentConfig, load_config, parse_overrides
+from expunge.config import ExperimentConfig, parse_overrides
+
+from expunge.resolve import load_config
 from expunge.errors import ConfigError
 
 

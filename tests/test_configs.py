@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from expunge.config import load_config
+from expunge.resolve import load_config
 from expunge.jobs.plan import describe_plan
 
 EXPERIMENTS = ["digits", "digits_class", "cifar10_resnet18", "cifar100_resnet18", "cifar10_fast", "tinyimagenet_vit"]

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from expunge.config import TrainConfig, load_config
+from expunge.config import TrainConfig
+
+from expunge.resolve import load_config
 from expunge.data import DeviceData
 from expunge.errors import ConfigError, StaleArtifactError
 from expunge.models import create_model

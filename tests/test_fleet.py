@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from expunge.config import load_config
+from expunge.resolve import load_config
 from expunge.distributed.fleet import run_fleet
 from expunge.errors import ArtifactError, ConfigError
 from expunge.fleet.membership import balanced_member, membership_matrix, out_only_subset

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from expunge.config import load_config
+from expunge.resolve import load_config
 from expunge.errors import ArtifactError, ConfigError
 from expunge.experiment import Experiment, state_tensors
 from expunge.models import create_model

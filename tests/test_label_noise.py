@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from expunge.config import load_config
+from expunge.resolve import load_config
 from expunge.data import SplitPlan, SplitSizes
 from expunge.data.noise import with_label_noise
 from expunge.errors import ConfigError, DataError

@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from expunge.config import TrainConfig, load_config
+from expunge.config import TrainConfig
+
+from expunge.resolve import load_config
 from expunge.data import DeviceData, load_dataset
 from expunge.errors import ConfigError
 from expunge.models import create_model

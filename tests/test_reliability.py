@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expunge.config import MethodSpec, load_config
+from expunge.config import MethodSpec
+
+from expunge.resolve import load_config
 from expunge.errors import ArtifactError, CorruptArtifactError, StaleArtifactError
 from expunge.experiment import Experiment
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expunge.config import load_config
+from expunge.resolve import load_config
 from expunge.jobs.report import main as report_main
 from expunge.jobs.report import run_report
 from expunge.report.blocks import Bullets, Details, Figure, Paragraph, Section, Table

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from expunge.audit.seeds import format_mean_std, paired_comparison, seed_summary
-from expunge.config import load_config
+from expunge.resolve import load_config
 from expunge.errors import ConfigError
 
 

@@ -9,11 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expunge.config import SweepMethod, load_config
+from expunge.config import SweepMethod
+
+from expunge.resolve import load_config
 from expunge.errors import ConfigError, ExpungeError
 from expunge.sweep.objective import (INFEASIBLE_PENALTY, Constraint, check_columns, objective_value, pareto_front,
                                      score, trial_row)
-from expunge.sweep.space import method_space, to_tune
+from expunge.resolve import method_space
+from expunge.sweep.space import to_tune
 
 
 def test_trial_row_gaps_avg_gap_and_drops():
@@ -109,7 +112,8 @@ BAD_SPACES = [
 
 @pytest.mark.parametrize("spec,message", BAD_SPACES)
 def test_bad_search_space_is_a_config_error_naming_the_key(spec, message):
-    from expunge.config import ExperimentConfig, validate
+    from expunge.config import ExperimentConfig
+    from expunge.resolve import validate
 
     with pytest.raises(ExpungeError, match=message):
         validate(ExperimentConfig, {"sweep": {"methods": [spec]}})

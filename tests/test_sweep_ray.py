@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from expunge.config import MethodSpec, load_config
+from expunge.config import MethodSpec
+
+from expunge.resolve import load_config
 from expunge.errors import ConfigError
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from expunge.config import MethodSpec, load_config
+from expunge.config import MethodSpec
+
+from expunge.resolve import load_config
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from expunge.config import load_config
+from expunge.resolve import load_config
 from expunge.sweep.runner import tuned_methods_yaml
 
 REPO = Path(__file__).resolve().parents[1]

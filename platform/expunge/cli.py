@@ -34,7 +34,7 @@ def _config_command(module: str, runner: str) -> Callable[[argparse.Namespace], 
     def handler(args: argparse.Namespace) -> int:
         import importlib
 
-        from expunge.config import load_config
+        from expunge.resolve import load_config
         from expunge.jobs.common import dry_run, find_config, single_seed, start_ray
 
         cfg = single_seed(load_config(find_config(args.config), args.overrides), args.command)
@@ -57,7 +57,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     """``expunge run``: the pipeline, then the terminal's selection of its leaderboard and where the
     whole table is (the leaderboard has over a hundred columns: too wide to read in a terminal)."""
-    from expunge.config import load_config
+    from expunge.resolve import load_config
     from expunge.jobs.common import dry_run, find_config, start_ray
     from expunge.jobs.pipeline import run_pipeline
     from expunge.report.leaderboard import print_shown
@@ -111,11 +111,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         space = cls.Config.search_space()
         if space:
             print(f"  {'':<12}   search space: " + ", ".join(f"{k}~{d.kind}{list(d.args)}" for k, d in space.items()))
-    from expunge.train.recipes import RECIPES
+    from expunge.config.recipes import RECIPES
 
     print("training recipes (train.recipe=NAME; explicit train.* keys win):")
-    for name in RECIPES.names():
-        preset = RECIPES.get(name)
+    for name, preset in sorted(RECIPES.items()):
         print(f"  {name:<18} {', '.join(f'{k}={v}' for k, v in preset.items()) or 'the defaults'}")
     from expunge.audit.stage import relearn_summary
 

@@ -6,6 +6,9 @@ it into that line on stderr and exit code 2, before any compute starts.
 """
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class ExpungeError(Exception):
     """A problem with the user's input or the artifact store; the message is shown as-is."""
@@ -67,3 +70,11 @@ def from_os_error(exc: OSError, what: str | None = None) -> StorageError | None:
             if what and name in ("ENOSPC", "EDQUOT") else "")
     return StorageError(f"could not write {target}: {exc.strerror or name}{tail}; {hint}"
                         if what else f"{target}: {exc.strerror or name}; {hint}")
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> str:
+    """``unknown <kind> '<name>'; did you mean ...? (known: ...)``: the closest known names first."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown {kind} {name!r}{hint} (known: {', '.join(known)})"

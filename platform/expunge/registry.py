@@ -6,11 +6,10 @@ first line of its docstring (``expunge info`` prints these).
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
-from expunge.errors import ExpungeError
+from expunge.errors import ExpungeError, unknown_name
 
 T = TypeVar("T")
 
@@ -40,9 +39,7 @@ class Registry(Generic[T]):
         return self._entries[name]
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, list(self._entries), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(sorted(self._entries))})"
+        return unknown_name(self.kind, name, self._entries)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

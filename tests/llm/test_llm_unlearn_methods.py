@@ -17,7 +17,7 @@ from expunge.llm.scoring import token_logprobs
 from expunge.llm.train import torch_threads, train_lm
 from expunge.llm.unlearn import (LLM_METHODS, LLMUnlearnConfig, _Ctx, check_inputs, layer_hidden, make_batch,
                                  make_config, rmu_direction, search_space, unlearn_lm)
-from expunge.search_space import endpoints
+from expunge.unlearn.space import endpoints
 
 FORGET = ["Code: Kavu bedo Sipa runo.", "Code: lomi Tuka vesa pido."]
 RETAIN = ["The red cat eats the fish.", "The blue dog sees the bird.", "The old man reads the book.",

@@ -214,7 +214,7 @@ def test_default_scoring_is_the_former_output_bit_for_bit(kw):
 
 
 def test_unknown_scoring_is_one_line_listing_the_valid_ones(repo_root):
-    from expunge.config import load_config
+    from expunge.resolve import load_config
 
     with pytest.raises(ValueError, match=r"unknown IAM scoring 'gumbal' \(valid: gumbel, probability, loss"):
         iam.iam_online(np.array([0.5]), np.array([[0.5]]), np.array([0.9]), scoring="gumbal")

@@ -1,11 +1,10 @@
 """Hyperparameter sweeps over unlearning methods (Ray Tune), scored against the retrained model.
 
-``space`` turns a method's registered search space plus YAML overrides into a validated space;
+``space`` turns a method's validated space (:func:`expunge.resolve.method_space`) into Tune domains;
 ``objective`` holds the pure scoring rules (gaps, weighted objectives, constraints, Pareto front);
 ``trial`` is one Tune trial (unlearn + audit from cached outputs); ``runner`` drives the Tuners and
 writes the results; ``plots`` draws them.
 """
 from expunge.sweep.objective import Constraint, objective_value, pareto_front, trial_row
-from expunge.sweep.space import method_space
 
-__all__ = ["Constraint", "method_space", "objective_value", "pareto_front", "trial_row"]
+__all__ = ["Constraint", "objective_value", "pareto_front", "trial_row"]

@@ -9,20 +9,16 @@ and ``RTE_s``, the unlearning wall-clock time.
 from __future__ import annotations
 
 import math
-import operator
-import re
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
+from expunge.config.constraint import Constraint, column_value
 from expunge.errors import ConfigError
 
 #: added to an infeasible trial's score, so schedulers and searchers rank it below every feasible one
 INFEASIBLE_PENALTY = 1e6
-_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w@.\-]*)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
 def trial_row(values: Mapping[str, float], reference: Mapping[str, float],
@@ -40,41 +36,11 @@ def trial_row(values: Mapping[str, float], reference: Mapping[str, float],
     return {**row, **gaps, **drops}
 
 
-def _lookup(row: Mapping[str, float], column: str) -> float:
-    if column not in row:
-        raise ConfigError(f"sweep: unknown column {column!r} (known: {', '.join(sorted(row))})")
-    return float(row[column])
-
-
 def objective_value(row: Mapping[str, float], objective: str | Mapping[str, float]) -> float:
     """The named column, or the weighted sum ``sum_c w_c * row[c]`` of a ``{column: weight}`` objective."""
     if isinstance(objective, str):
-        return _lookup(row, objective)
-    return float(sum(w * _lookup(row, c) for c, w in objective.items()))
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """``<column> <op> <bound>``; a NaN value breaks the constraint."""
-
-    column: str
-    op: str
-    bound: float
-
-    @classmethod
-    def parse(cls, text: str) -> "Constraint":
-        m = _CONSTRAINT.match(text)
-        if not m:
-            raise ConfigError(f"sweep constraint {text!r}: expected '<column> <op> <number>' with op in "
-                              f"{', '.join(_OPS)} (e.g. 'TA_drop <= 2')")
-        return cls(m.group(1), m.group(2), float(m.group(3)))
-
-    def holds(self, row: Mapping[str, float]) -> bool:
-        v = _lookup(row, self.column)
-        return math.isfinite(v) and bool(_OPS[self.op](v, self.bound))
-
-    def __str__(self) -> str:
-        return f"{self.column} {self.op} {self.bound:g}"
+        return column_value(row, objective)
+    return float(sum(w * column_value(row, c) for c, w in objective.items()))
 
 
 def score(row: Mapping[str, float], objective: str | Mapping[str, float], mode: str,

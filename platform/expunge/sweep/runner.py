@@ -27,7 +27,8 @@ from expunge.fleet.members import audit_shadow_config, check_fleets
 from expunge.store import Store
 from expunge.store.store import diff
 from expunge.sweep.objective import Constraint, check_columns, pareto_front, trial_row
-from expunge.sweep.space import method_space, to_tune
+from expunge.resolve import method_space
+from expunge.sweep.space import to_tune
 from expunge.sweep.trial import mean_row
 from expunge.sweep.tune_state import check_seal, seal
 
@@ -53,7 +54,7 @@ def with_absolute_storage(cfg: ExperimentConfig) -> ExperimentConfig:
 def max_epochs(method: SweepMethod, space: dict[str, Any], train_epochs: int) -> int:
     """ASHA's max_t: the most epochs any configuration of the method can run (methods whose epochs
     default to None, such as retrain+cpu, train for the experiment's ``train.epochs``)."""
-    from expunge.search_space import endpoints
+    from expunge.unlearn.space import endpoints
     from expunge.unlearn import METHODS
 
     if "epochs" in space:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from expunge.search_space import Domain, loguniform, randint, uniform
+from expunge.unlearn.space import Domain, loguniform, randint, uniform
 from expunge.unlearn.base import (Batch, MethodConfig, UnlearnContext, UnlearnMethod, forget_mask,
                                   register_method)
 

@@ -34,12 +34,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from expunge.config import TrainConfig, _format_error
+from expunge.config import TrainConfig, describe_validation_error
 from expunge.data.device import DeviceData
 from expunge.data.splits import SplitPlan
 from expunge.errors import ConfigError
 from expunge.registry import Registry
-from expunge.search_space import Domain, loguniform, randint
+from expunge.unlearn.space import Domain, loguniform, randint
 from expunge.train.engine import _autocast, build_optimizer, lr_factor
 
 METHODS: Registry[type["UnlearnMethod"]] = Registry("unlearning method")
@@ -130,7 +130,7 @@ class UnlearnMethod(ABC):
         try:
             return cls.Config.model_validate(params or {})
         except ValidationError as exc:
-            raise ConfigError(f"method {cls.name}: {_format_error(exc, cls.Config)}") from None
+            raise ConfigError(f"method {cls.name}: {describe_validation_error(exc, cls.Config)}") from None
 
     @classmethod
     def check_forget_spec(cls, forget_spec: str) -> None:

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from expunge.search_space import Domain, choice, loguniform, randint
+from expunge.unlearn.space import Domain, choice, loguniform, randint
 from expunge.unlearn.base import Batch, MethodConfig, UnlearnContext, UnlearnMethod, register_method, run_loop
 
 

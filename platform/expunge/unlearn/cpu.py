@@ -72,7 +72,7 @@ from torch import nn
 from expunge.data.splits import SplitPlan
 from expunge.errors import ConfigError
 from expunge.metrics.conformal import conformal_quantile, lac_scores, min_calibration_size
-from expunge.search_space import Domain, choice, loguniform, uniform
+from expunge.unlearn.space import Domain, choice, loguniform, uniform
 from expunge.unlearn.base import (Batch, MethodConfig, UnlearnContext, UnlearnMethod, register_method,
                                   run_loop)
 from expunge.unlearn.finetune import Finetune, FinetuneConfig

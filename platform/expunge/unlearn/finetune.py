@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from expunge.search_space import Domain, loguniform, randint
+from expunge.unlearn.space import Domain, loguniform, randint
 from expunge.unlearn.base import MethodConfig, UnlearnMethod, register_method
 
 

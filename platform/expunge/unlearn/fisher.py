@@ -43,7 +43,7 @@ from torch import nn
 from torch.func import functional_call, grad, jacrev, vmap
 
 from expunge.data.device import DeviceData
-from expunge.search_space import Domain, choice, loguniform
+from expunge.unlearn.space import Domain, choice, loguniform
 from expunge.unlearn.base import MethodConfig, UnlearnContext, UnlearnMethod, register_method
 
 #: memory budget for one chunk of per-sample (per-class) gradients: small chunks are faster on a CPU

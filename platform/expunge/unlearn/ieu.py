@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
-from expunge.search_space import Domain, choice, loguniform, randint
+from expunge.unlearn.space import Domain, choice, loguniform, randint
 from expunge.unlearn.base import (Batch, MethodConfig, UnlearnContext, UnlearnMethod, paired_batches,
                                   plan_loop, register_method)
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from expunge.search_space import Domain, loguniform, randint
+from expunge.unlearn.space import Domain, loguniform, randint
 from expunge.unlearn.base import (Batch, MethodConfig, UnlearnContext, UnlearnMethod, paired_batches,
                                   register_method)
 

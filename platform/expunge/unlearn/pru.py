@@ -80,7 +80,7 @@ from torch import nn
 
 from expunge.config import TrainConfig
 from expunge.errors import ConfigError
-from expunge.search_space import Domain, choice, loguniform, randint
+from expunge.unlearn.space import Domain, choice, loguniform, randint
 from expunge.train.engine import _autocast, build_optimizer, lr_factor
 from expunge.unlearn.base import MethodConfig, UnlearnContext, UnlearnMethod, register_method
 

@@ -9,7 +9,7 @@ from pydantic import Field
 from torch import nn
 
 from expunge.data.device import DeviceData
-from expunge.search_space import Domain
+from expunge.unlearn.space import Domain
 from expunge.train.engine import train
 from expunge.unlearn.base import MethodConfig, UnlearnContext, UnlearnMethod, register_method
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from expunge.search_space import Domain, choice, loguniform, randint
+from expunge.unlearn.space import Domain, choice, loguniform, randint
 from expunge.unlearn.base import MethodConfig, UnlearnContext, register_method
 from expunge.unlearn.random_labels import RandomLabels, RLConfig
 

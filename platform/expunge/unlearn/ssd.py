@@ -33,7 +33,7 @@ from pydantic import Field
 from torch import nn
 
 from expunge.data.device import DeviceData
-from expunge.search_space import Domain, loguniform
+from expunge.unlearn.space import Domain, loguniform
 from expunge.unlearn.base import MethodConfig, UnlearnContext, UnlearnMethod, register_method
 
 

@@ -1,5 +1,7 @@
 """Named training recipes: presets for ``train:`` that a config refines (``train.recipe=fast``).
 
+Plain data: the schema fills every key a config leaves unset from the named preset.
+
 * ``standard``: the defaults (SGD + Nesterov, lr 0.05, cosine, batch 128, 30 epochs): small models.
 * ``resnet18-standard``: the seed papers' ResNet-18 recipe for CIFAR (SGD lr 0.1, momentum 0.9,
   weight decay 5e-4, cosine, batch 128, 200 epochs, random crop + flip), for reproductions.
@@ -16,17 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from expunge.registry import Registry
-
-RECIPES: Registry[dict[str, Any]] = Registry("training recipe")
-
-RECIPES.register("standard")({})
-RECIPES.register("resnet18-standard")({
-    "epochs": 200, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False,
-    "weight_decay": 5e-4, "schedule": "cosine", "augment": True, "label_smoothing": 0.0,
-})
-RECIPES.register("fast")({
-    "epochs": 10, "batch_size": 1024, "optimizer": "sgd", "lr": 2.0, "momentum": 0.85, "nesterov": True,
-    "weight_decay": 5e-4 / 2.0, "schedule": "onecycle", "warmup_epochs": 0.0, "label_smoothing": 0.2,
-    "augment": True, "bf16": True, "channels_last": True, "data_init": True,
-})
+RECIPES: dict[str, dict[str, Any]] = {
+    "standard": {},
+    "resnet18-standard": {
+        "epochs": 200, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False,
+        "weight_decay": 5e-4, "schedule": "cosine", "augment": True, "label_smoothing": 0.0,
+    },
+    "fast": {
+        "epochs": 10, "batch_size": 1024, "optimizer": "sgd", "lr": 2.0, "momentum": 0.85, "nesterov": True,
+        "weight_decay": 5e-4 / 2.0, "schedule": "onecycle", "warmup_epochs": 0.0, "label_smoothing": 0.2,
+        "augment": True, "bf16": True, "channels_last": True, "data_init": True,
+    },
+}

@@ -1,7 +1,7 @@
 """Search-space domains that the core can describe and sample without Ray.
 
-Each method's config declares ``search_space()`` with these; ``expunge.distributed`` turns them into
-Ray Tune domains (``tune.choice``, ``tune.grid_search``, ``tune.uniform``, ``tune.loguniform``,
+Each method's config declares ``search_space()`` with these; :func:`expunge.resolve.method_space`
+merges a sweep's overrides into them and :mod:`expunge.runtime.tune` turns them into Ray Tune domains (``tune.choice``, ``tune.grid_search``, ``tune.uniform``, ``tune.loguniform``,
 ``tune.randint``) and the YAML ``sweep:`` block overrides them with the same five kinds.
 """
 from __future__ import annotations

@@ -1,22 +1,25 @@
-"""The experiment schema (one place), YAML loading and ``key=value`` overrides.
+"""The experiment schema: strict pydantic sections, nothing else.
 
 Every section is a strict pydantic model: an unknown key, a wrong type or an out-of-range value is a
 :class:`~expunge.errors.ConfigError` naming the dotted key and what is allowed, raised before any
-compute. Names that live in registries (datasets, models, methods) are checked against them too.
+compute. The schema imports no registry: names that live in registries (datasets, models, methods,
+metrics) and what they need of each other are checked by :func:`expunge.resolve.resolve`, which
+:func:`expunge.resolve.load_config` runs on every loaded config.
 """
 from __future__ import annotations
 
 import math
-import os
 import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from expunge.errors import ConfigError, ExpungeError
+from expunge.config.constraint import Constraint
+from expunge.config.forget import ForgetSpec
+from expunge.config.recipes import RECIPES
+from expunge.errors import ExpungeError, unknown_name
 
 
 def safe_name(v: str) -> str:
@@ -99,24 +102,14 @@ class DataConfig(Section):
             raise ValueError("data.forget: mislabeled forgets the corrupted samples; set data.label_noise > 0")
         return self
 
-    @field_validator("dataset")
-    @classmethod
-    def _known_dataset(cls, v: str) -> str:
-        from expunge.data import DATASETS
-
-        if not v.startswith("hf:") and v not in DATASETS:
-            raise ValueError(DATASETS.unknown_message(v))
-        return v
-
     @field_validator("forget")
     @classmethod
     def _forget_spec(cls, v: str) -> str:
-        from expunge.data.splits import ForgetSpec
-
         try:
             return str(ForgetSpec.parse(v))
         except ExpungeError as exc:
             raise ValueError(str(exc)) from None
+
 
 
 class ModelConfig(Section):
@@ -125,20 +118,12 @@ class ModelConfig(Section):
     #: the user's trained original (safetensors, or a weights-only torch file): imported, not trained
     weights: str | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _known_model(cls, v: str) -> str:
-        from expunge.models import MODELS
-
-        if not v.startswith("timm:") and v not in MODELS:
-            raise ValueError(MODELS.unknown_message(v))
-        return v
 
 
 class TrainConfig(Section):
     """Hyperparameters of the plain training loop (originals, retrains, shadows, fine-tuning).
 
-    ``recipe`` names a preset from ``expunge.train.recipes`` (``fast``, ``resnet18-standard``, ...)
+    ``recipe`` names a preset from ``expunge.config.recipes`` (``fast``, ``resnet18-standard``, ...)
     whose values fill every key the config does not set itself.
     """
 
@@ -167,12 +152,10 @@ class TrainConfig(Section):
     @classmethod
     def _apply_recipe(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("recipe") is not None:
-            from expunge.train.recipes import RECIPES
-
             name = data["recipe"]
             if name not in RECIPES:
-                raise ValueError(RECIPES.unknown_message(name))
-            return {**RECIPES.get(name), **data}
+                raise ValueError(unknown_name("training recipe", name, RECIPES))
+            return {**RECIPES[name], **data}
         return data
 
 
@@ -195,30 +178,6 @@ class UnlearnConfig(Section):
     def _names_to_specs(cls, v: Any) -> Any:
         return names_to_dicts([v] if isinstance(v, str) else v)
 
-    @field_validator("methods")
-    @classmethod
-    def _known_methods(cls, v: list[MethodSpec]) -> list[MethodSpec]:
-        from expunge.unlearn import METHODS
-
-        for spec in v:
-            try:
-                METHODS.get(spec.name).parse_config(spec.params)
-            except ExpungeError as exc:
-                raise ValueError(str(exc)) from None
-        return v
-
-    @model_validator(mode="after")
-    def _apply_min_steps(self) -> "UnlearnConfig":
-        if self.min_steps is None:
-            return self
-        from expunge.unlearn import METHODS
-
-        specs = [spec if "min_steps" in spec.params or not METHODS.get(spec.name).shared_loop
-                 else spec.model_copy(update={"params": {**spec.params, "min_steps": self.min_steps}})
-                 for spec in self.methods]
-        # object.__setattr__: assignment validation would run this validator again
-        object.__setattr__(self, "methods", specs)
-        return self
 
 
 class AuditConfig(Section):
@@ -235,41 +194,6 @@ class AuditConfig(Section):
     #: keyword arguments per metric, e.g. {rmia: {gamma: 1.5, signal: taylor}, iam: {n_levels: 50}}
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
-    @field_validator("metrics")
-    @classmethod
-    def _known_metrics(cls, v: list[str]) -> list[str]:
-        from expunge.metrics import METRICS
-
-        for name in v:
-            if name != "relearn" and name not in METRICS:
-                raise ValueError(METRICS.unknown_message(name))
-        return v
-
-    @model_validator(mode="after")
-    def _params_for_known_metrics(self) -> "AuditConfig":
-        import inspect
-
-        from expunge.metrics import METRICS
-
-        for name, kwargs in self.params.items():
-            if name not in self.metrics:
-                raise ValueError(f"audit.params.{name}: not in audit.metrics ({', '.join(self.metrics)})")
-            if name == "relearn":
-                raise ValueError("audit.params.relearn: use audit.relearn_epochs")
-            fn = METRICS.get(name).fn
-            allowed = [p for p in inspect.signature(fn).parameters if p != "inputs"]
-            hints = typing.get_type_hints(fn)
-            for key, value in kwargs.items():
-                if key not in allowed:
-                    raise ValueError(f"audit.params.{name}.{key}: unknown parameter (allowed: {', '.join(allowed)})")
-                # the value against the metric's own annotation (a Literal lists the valid choices),
-                # so a bad value is refused with the config, not when the metric runs after training
-                try:
-                    TypeAdapter(hints[key]).validate_python(value) if key in hints else None
-                except ValidationError as exc:
-                    raise ValueError(f"audit.params.{name}.{key}: {exc.errors()[0]['msg'].lower()} "
-                                     f"(got {value!r})") from None
-        return self
 
 
 class FleetConfig(Section):
@@ -299,10 +223,6 @@ class FleetConfig(Section):
             raise ValueError("fleet.method: an unlearned fleet needs a method (e.g. {name: salun})")
         if self.kind != "unlearned" and self.method is not None:
             raise ValueError(f"fleet.method: only unlearned fleets take a method (kind is {self.kind})")
-        if self.method is not None:
-            from expunge.unlearn import METHODS
-
-            METHODS.get(self.method.name).parse_config(self.method.params)
         return self
 
 
@@ -317,12 +237,6 @@ class SweepMethod(Section):
     space: dict[str, Any] = Field(default_factory=dict)
     default_space: bool = True
 
-    @model_validator(mode="after")
-    def _valid_space(self) -> "SweepMethod":
-        from expunge.sweep.space import method_space
-
-        method_space(self)  # unknown method or hyperparameter, empty range, bounds the method refuses
-        return self
 
 
 class SweepConfig(Section):
@@ -366,8 +280,6 @@ class SweepConfig(Section):
     @field_validator("constraints")
     @classmethod
     def _constraint_syntax(cls, v: list[str]) -> list[str]:
-        from expunge.sweep.objective import Constraint
-
         for c in v:
             try:
                 Constraint.parse(c)
@@ -382,10 +294,6 @@ class SweepConfig(Section):
             raise ValueError("a weighted objective needs at least one {column: weight}")
         return v
 
-    @field_validator("metrics")
-    @classmethod
-    def _known_sweep_metrics(cls, v: list[str] | None) -> list[str] | None:
-        return AuditConfig._known_metrics(v) if v is not None else v
 
 
 class ScalingConfig(Section):
@@ -425,35 +333,7 @@ class ExperimentConfig(Section):
     sweep: SweepConfig = Field(default_factory=SweepConfig)
 
     @model_validator(mode="after")
-    def _sweep_metrics(self) -> "ExperimentConfig":
-        extra = set(self.sweep.metrics or ()) - set(self.audit.metrics)
-        needs_shadows = [m for m in extra if m != "relearn" and "shadows" in _metric_requires(m)]
-        if needs_shadows and self.audit.shadows == 0:
-            raise ValueError(f"sweep.metrics: {', '.join(sorted(needs_shadows))} need shadow models (set audit.shadows)")
-        return self
-
-    @model_validator(mode="after")
-    def _sweep_min_steps(self) -> "ExperimentConfig":
-        """``unlearn.min_steps`` is the step rule of every shared-loop run, sweep trials included: it is
-        fixed in each sweep method's ``params`` unless the method fixes or searches ``min_steps`` itself."""
-        if self.unlearn.min_steps is None or not self.sweep.methods:
-            return self
-        from expunge.unlearn import METHODS
-
-        methods = [m if "min_steps" in m.params or "min_steps" in m.space or not METHODS.get(m.name).shared_loop
-                   else m.model_copy(update={"params": {**m.params, "min_steps": self.unlearn.min_steps}})
-                   for m in self.sweep.methods]
-        # object.__setattr__: assignment validation would run the validators again
-        object.__setattr__(self.sweep, "methods", methods)
-        return self
-
-    @model_validator(mode="after")
     def _audit_needs(self) -> "ExperimentConfig":
-        from expunge.metrics import METRICS
-
-        needs_shadows = [m for m in self.audit.metrics if m in METRICS and "shadows" in METRICS.get(m).requires]
-        if needs_shadows and self.audit.shadows == 0:
-            raise ValueError(f"audit.shadows: metrics {', '.join(needs_shadows)} need shadow models (set >= 1)")
         if self.audit.shadows and self.data.sizes.shadow_pool == 0:
             raise ValueError("data.sizes.shadow_pool: shadow models need a shadow pool (set a fraction > 0)")
         f = self.fleet
@@ -510,211 +390,9 @@ class ExperimentConfig(Section):
                 for s in self.seeds]
 
 
-def _metric_requires(name: str) -> tuple[str, ...]:
-    from expunge.metrics import METRICS
-
-    return METRICS.get(name).requires
-
-
 def join_uri(base: str, *parts: str) -> str:
     if "://" in base:
         return "/".join([base.rstrip("/"), *parts])
     return str(Path(base, *parts))
 
 
-# --- loading and overrides -------------------------------------------------------------------
-#: pydantic's wording replaced where it misleads (a strict type refusal reads "valid integer")
-_MESSAGES = {"int_type": "must be an integer", "float_type": "must be a number", "finite_number": "must be finite",
-             "bool_type": "must be true or false", "string_type": "must be a string"}
-
-
-def _union_member(part: str) -> bool:
-    """A location part pydantic adds for a member of a union (``int``, ``dict[str,float]``, ...)."""
-    return part in ("int", "float", "str", "bool", "none") or "[" in part
-
-
-def _format_error(exc: ValidationError, model: type[BaseModel]) -> str:
-    lines: list[str] = []
-    for err in exc.errors():
-        # one message per key, not one per member of its union
-        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and _union_member(p)))
-        if any(line.startswith(f"{loc}: ") for line in lines):
-            continue
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, err["loc"][:-1])
-            lines.append(f"{loc}: unknown key (allowed: {', '.join(allowed)})")
-        else:
-            msg = _MESSAGES.get(err["type"]) or err["msg"].removeprefix("Value error, ")
-            got = err.get("input")
-            shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-            lines.append(f"{loc}: {msg}{shown}" if loc else msg)
-    return "; ".join(lines)
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        else:
-            return []
-    return list(model.model_fields)
-
-
-class ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with two fixes for configs.
-
-    * Floats are read as YAML 1.2 writes them: ``1e-4`` and ``1E5`` are numbers (YAML 1.1, which
-      PyYAML follows, needs a dot and a signed exponent: ``1.0e-4``), so a strict float field
-      accepts what a user types.
-    * Duplicate keys are refused by :func:`load_yaml` (YAML 1.2 requires unique keys; PyYAML keeps
-      the last value silently).
-    """
-
-
-ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
-
-
-def _duplicate_keys(node: yaml.Node, path: str, source: str, seen: set[int]) -> None:
-    """Raise on the first mapping (at any depth) that repeats a key, naming it and both lines."""
-    if id(node) in seen:  # an alias of a node already checked (or a recursive anchor)
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        first: dict[Any, tuple[int, int]] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` keys override by design
-                continue
-            key = (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) else id(key_node)
-            name = f"{path}.{key_node.value}" if path else str(key_node.value)
-            mark = key_node.start_mark
-            if key in first:
-                (l0, c0), l1, c1 = first[key], mark.line + 1, mark.column + 1
-                where = f"lines {l0} and {l1}" if l0 != l1 else f"line {l1}, columns {c0} and {c1}"
-                raise ConfigError(f"{source}: duplicate key {name} ({where})")
-            first[key] = (mark.line + 1, mark.column + 1)
-            _duplicate_keys(value_node, name, source, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _duplicate_keys(item, f"{path}[{i}]", source, seen)
-
-
-def load_yaml(text: str, source: str, path: str = "") -> Any:
-    """Parse one YAML document with :class:`ConfigLoader`; a repeated key is a :class:`ConfigError`
-    naming ``source``, the dotted key (under ``path``) and the lines of both occurrences."""
-    loader = ConfigLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _duplicate_keys(node, path, source, set())
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["train.epochs=5", "data.forget=class:3"]`` -> nested dict (values parsed as YAML scalars)."""
-    out: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w.]*", key):
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        try:
-            value = load_yaml(raw, f"override {item!r}", key) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override of {p}")
-        node[parts[-1]] = value
-    return out
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def read_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A YAML mapping; ``base: other.yaml`` (relative to this file) is read first and this file's
-    keys are deep-merged over it, so a sweep config states only what differs from its experiment."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
-    if not text.strip():
-        raise ConfigError(f"config file {path} is empty")
-    try:
-        data = load_yaml(text, f"config file {path}")
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if data is None:
-        raise ConfigError(f"config file {path} holds no settings (only comments)")
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    base = data.pop("base", None)
-    if base is None:
-        return data
-    if not isinstance(base, str):
-        raise ConfigError(f"config file {path}: base must be a path to another YAML file")
-    base_path = (p.parent / base).resolve()
-    if base_path in _seen or base_path == p.resolve():
-        raise ConfigError(f"config file {path}: base {base} includes itself")
-    return deep_merge(read_yaml(base_path, (*_seen, p.resolve())), data)
-
-
-def validate(model: type[BaseModel], data: dict[str, Any], source: str = "config"):
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format_error(exc, model)}") from None
-
-
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = (),
-                model: type[BaseModel] = ExperimentConfig):
-    """Read YAML (or defaults), apply ``key=value`` overrides, validate into ``model``."""
-    data = read_yaml(path) if path is not None else {}
-    data = deep_merge(data, parse_overrides(list(overrides)))
-    cfg = validate(model, data, source=str(path) if path else "config")
-    if isinstance(cfg, ExperimentConfig):
-        check_storage(cfg.storage)
-    return cfg
-
-
-#: set by Ray's job supervisor in the environment of a ``ray job submit`` entrypoint
-RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
-
-
-def check_storage(storage: str) -> None:
-    """Refuse, before anything is read or computed, a local ``storage`` that cannot hold a run: one
-    whose nearest existing ancestor is a file. Under ``ray job submit`` the entrypoint's working
-    directory is the job's unpacked package (``<ray temp>/session_*/runtime_resources/
-    working_dir_files/_ray_pkg_*``), which Ray deletes later, so a relative ``storage`` would put the
-    whole run where the user never finds it: refused too."""
-    if "://" in storage:
-        return
-    existing = Path(storage).absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"storage={storage!r}: {existing} is a file, not a directory")
-    if RAY_JOB_ENV in os.environ and not os.path.isabs(storage):
-        raise ConfigError(f"storage={storage!r} is relative: under `ray job submit` it would land in the job's "
-                          f"temporary package folder ({os.getcwd()}), which Ray deletes; set storage= to a path "
-                          "every node sees (e.g. storage=/mnt/shared/runs) or an object store URI (s3://, gs://)")
