@@ -15,7 +15,8 @@ STAGE_VERSIONS: dict[str, int] = {
     "unlearn": 1,   # unlearn/ (the shared loop and every method)
     "outputs": 2,   # per-sample logits on the audit sets (2: forget_heldout)
     "fleet": 1,     # membership matrices
-    "audit": 2,     # audit/stage.py: the metric tables of audited models (2: IAM Table 8 means and verdict)
+    "audit": 3,     # audit/stage.py: the metric tables of audited models (2: IAM Table 8 means and verdict;
+                    # 3: bootstrap intervals by vectorised resampling)
 }
 
 
