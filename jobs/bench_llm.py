@@ -96,8 +96,7 @@ def run_bench_llm(n: int = 256, n_layer: int = 2, n_embd: int = 64, n_head: int 
         model, tok = load_causal_lm(model_path, device=device)
         name = model_path
     else:
-        model, byte_tok = tiny_gpt2(n_layer, n_embd, n_head, n_positions=1024, seed=seed)
-        tok = byte_tok.to_hf()  # what a model loaded from disk comes with
+        model, tok = tiny_gpt2(n_layer, n_embd, n_head, n_positions=1024, seed=seed)
         model = model.to(device)
         if device.startswith("cuda") and bf16:
             model = model.to(torch.bfloat16)

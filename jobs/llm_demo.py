@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from expunge.config import load_config
+from expunge.resolve import load_config
 from expunge.jobs.common import add_runtime_args, main_wrapper, parse_with_overrides, start_ray
 
 
@@ -100,7 +100,7 @@ def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
     from expunge.llm.corpus import make_corpus
     from expunge.llm.data import text_set
     from expunge.llm.evaluate import auc_summary, fmt_table, per_sample_table, report_files, roc_png
-    from expunge.llm.models import ByteTokenizer, load_causal_lm, tiny_gpt2
+    from expunge.llm.models import byte_tokenizer, load_causal_lm, tiny_gpt2
     from expunge.llm.parallel import unlearn_on_ray
     from expunge.llm.scoring import LogProbCache
     from expunge.llm.train import train_lm
@@ -126,7 +126,7 @@ def _run(cfg: LLMDemoConfig, rebuild: bool, use_ray: bool) -> dict[str, Any]:
         f"({n_forget} to unlearn), {cfg.n_canaries} held-out canaries, {cfg.n_population} population canaries")
     log(f"  e.g. document: {corpus.docs[0][:70]}...\n  e.g. canary:   {corpus.members[0]}")
 
-    tok = ByteTokenizer()
+    tok = byte_tokenizer()
     max_len = max(len(t) for t in [*corpus.docs, *corpus.members, *corpus.nonmembers, *corpus.population]) + 2
     arch = {"n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "n_head": cfg.n_head, "n_positions": max_len}
     corpus_cfg = {k: getattr(cfg, k) for k in ("seed", "n_docs", "n_canaries", "n_population", "canary_words",

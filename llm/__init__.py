@@ -4,7 +4,7 @@ Modules (flat; none imports Ray at import time):
 
 * :mod:`~expunge.llm.models`: loading a causal LM from a directory or (online) the hub, with
   ``trust_remote_code`` off unless asked; a tiny byte-level GPT-2 built from config, whose tokenizer
-  saves as a standard Hugging Face tokenizer; tokenizer / model fingerprints and checks.
+  is a standard Hugging Face tokenizer (bytes as tokens); tokenizer / model fingerprints and checks.
 * :mod:`~expunge.llm.data`: labelled text datasets (member / unlearned / nonmember) through HF
   ``datasets``, chunking into word or token windows, population sets.
 * :mod:`~expunge.llm.scoring`: one batched, length-sorted pass per (model, dataset) for per-token
@@ -29,6 +29,6 @@ Modules (flat; none imports Ray at import time):
 Jobs: ``python -m expunge.jobs.llm_demo``, ``python -m expunge.jobs.llm_audit``,
 ``python -m expunge.jobs.bench_llm``.
 """
-from expunge.llm.models import ByteTokenizer, load_causal_lm, tiny_gpt2
+from expunge.llm.models import byte_tokenizer, load_causal_lm, tiny_gpt2
 
-__all__ = ["ByteTokenizer", "load_causal_lm", "tiny_gpt2"]
+__all__ = ["byte_tokenizer", "load_causal_lm", "tiny_gpt2"]

@@ -1,8 +1,9 @@
-"""Loading causal language models, and a tiny byte-level GPT-2 for offline use.
+"""Loading causal language models, and a tiny byte-level GPT-2 for offline use (its tokenizer,
+:func:`byte_tokenizer`, is a Hugging Face fast tokenizer like any loaded model's).
 
-Also the small helpers every other LLM module shares: encoding texts with either tokenizer kind
-(:func:`encode_texts`), fingerprints of models and tokenizers (cache keys, tokenizer checks) and
-:func:`check_same_tokenizer` for the places where two models must tokenise identically.
+Also the small helpers every other LLM module shares: encoding texts (:func:`encode_texts`),
+fingerprints of models and tokenizers (cache keys, tokenizer checks) and :func:`check_same_tokenizer`
+for the places where two models must tokenise identically.
 """
 from __future__ import annotations
 
@@ -18,72 +19,48 @@ import torch
 from expunge.errors import ExpungeError
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character map (what the ``ByteLevel`` pre-tokenizer uses)."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1), *range(ord("\u00ae"), ord("\u00ff") + 1)]
-    cs = list(bs)
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
+#: The byte tokenizer's ids (:func:`byte_tokenizer`): byte ``b`` is token ``b`` (0-255, spelled with
+#: GPT-2's byte-level symbol for ``b``), then these special tokens; the tiny GPT-2's vocabulary size.
+BYTE_SPECIAL_TOKENS: dict[str, int] = {"<|bos|>": 256, "<|eos|>": 257, "<|pad|>": 258}
+BYTE_VOCAB_SIZE = 256 + len(BYTE_SPECIAL_TOKENS)
 
 
-class ByteTokenizer:
-    """Bytes as tokens (vocabulary 256 + BOS/EOS/PAD): no vocabulary file, no download."""
+def byte_tokenizer():
+    """A Hugging Face fast tokenizer with bytes as tokens (no vocabulary file, no download).
 
-    bos_token_id = 256
-    eos_token_id = 257
-    pad_token_id = 258
-    vocab_size = 259
+    A ``tokenizers`` BPE model with no merges over the 256 byte-level symbols, GPT-2's ``ByteLevel``
+    pre-tokenizer and decoder, ids as in :data:`BYTE_SPECIAL_TOKENS` (byte ``b`` is id ``b``). With
+    special tokens (the default of ``encode`` and ``__call__``) BOS is prepended; without them a text's
+    ids are its UTF-8 bytes. The special tokens' spellings in a text are encoded as bytes
+    (``split_special_tokens``), and ``decode`` drops the special ids (``Replace`` decoders, whatever
+    ``skip_special_tokens`` says), so ``decode(encode(t)) == t`` for every string. ``save_pretrained``
+    writes standard tokenizer files that ``AutoTokenizer`` (and :func:`load_causal_lm`) load with no
+    custom code.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    def encode(self, text: str, add_bos: bool = True) -> list[int]:
-        ids = list(text.encode("utf-8"))
-        return [self.bos_token_id, *ids] if add_bos else ids
-
-    def decode(self, ids: list[int]) -> str:
-        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
-
-    def __call__(self, texts: list[str], add_bos: bool = True) -> list[list[int]]:
-        return [self.encode(t, add_bos) for t in texts]
-
-    SPECIAL = {"<|bos|>": 256, "<|eos|>": 257, "<|pad|>": 258}
-
-    def get_vocab(self) -> dict[str, int]:
-        """The same token -> id map as :meth:`to_hf` (byte-level characters for the 256 bytes)."""
-        return {**{c: b for b, c in _bytes_to_unicode().items()}, **self.SPECIAL}
-
-    def to_hf(self):
-        """An equivalent Hugging Face fast tokenizer (same ids for every text, BOS prepended), so a
-        directory written by ``model.save_pretrained(d); tok.save_pretrained(d)`` loads with
-        ``AutoTokenizer`` / :func:`load_causal_lm` and no custom code."""
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-        from transformers import PreTrainedTokenizerFast
-
-        t = Tokenizer(models.BPE(vocab=self.get_vocab(), merges=[]))
-        t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-        t.decoder = decoders.ByteLevel()
-        t.post_processor = processors.TemplateProcessing(single="<|bos|> $A", pair="<|bos|> $A $B",
-                                                         special_tokens=[("<|bos|>", self.bos_token_id)])
-        return PreTrainedTokenizerFast(tokenizer_object=t, bos_token="<|bos|>", eos_token="<|eos|>",
-                                       pad_token="<|pad|>")
-
-    def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write the equivalent Hugging Face tokenizer files (see :meth:`to_hf`)."""
-        self.to_hf().save_pretrained(str(path))
+    bos, eos, pad = BYTE_SPECIAL_TOKENS  # their spellings, in id order
+    vocab = {symbol: b for b, symbol in bytes_to_unicode().items()} | BYTE_SPECIAL_TOKENS
+    t = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    t.decoder = decoders.Sequence([*(decoders.Replace(s, "") for s in BYTE_SPECIAL_TOKENS), decoders.ByteLevel()])
+    t.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
+                                                     special_tokens=[(bos, BYTE_SPECIAL_TOKENS[bos])])
+    return PreTrainedTokenizerFast(tokenizer_object=t, bos_token=bos, eos_token=eos, pad_token=pad,
+                                   split_special_tokens=True)
 
 
 def tiny_gpt2(n_layer: int = 2, n_embd: int = 64, n_head: int = 2, n_positions: int = 256, seed: int = 0):
-    """A randomly initialised GPT-2 with a byte-level vocabulary, built from config (no download)."""
+    """A randomly initialised GPT-2 and its :func:`byte_tokenizer`, built from config (no download)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(vocab_size=ByteTokenizer.vocab_size, n_positions=n_positions, n_embd=n_embd,
-                     n_layer=n_layer, n_head=n_head, bos_token_id=ByteTokenizer.bos_token_id,
-                     eos_token_id=ByteTokenizer.eos_token_id, pad_token_id=ByteTokenizer.pad_token_id)
+    bos, eos, pad = BYTE_SPECIAL_TOKENS.values()
+    cfg = GPT2Config(vocab_size=BYTE_VOCAB_SIZE, n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                     n_head=n_head, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
     torch.manual_seed(seed)
-    return GPT2LMHeadModel(cfg).eval(), ByteTokenizer()
+    return GPT2LMHeadModel(cfg).eval(), byte_tokenizer()
 
 
 def check_model_source(name_or_path: str, role: str = "language model") -> Path:
@@ -147,10 +124,8 @@ def _first_line(exc: BaseException) -> str:
 
 # --- shared helpers --------------------------------------------------------------------------
 def encode_texts(tokenizer: Any, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
-    """Token ids of each text: :class:`ByteTokenizer` (BOS when ``add_special_tokens``) or any Hugging
-    Face tokenizer (its own special tokens, e.g. Llama's BOS; GPT-2's adds none)."""
-    if isinstance(tokenizer, ByteTokenizer):
-        return [tokenizer.encode(t, add_bos=add_special_tokens) for t in texts]
+    """Token ids of each text with a Hugging Face tokenizer; ``add_special_tokens`` adds its own special
+    tokens (e.g. Llama's BOS, the :func:`byte_tokenizer`'s BOS; GPT-2's adds none)."""
     out = tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
     return [list(x) for x in out]
 
@@ -165,7 +140,7 @@ def pad_id(tokenizer: Any) -> int:
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """sha256 of the vocabulary (token -> id) and the special-token ids: equal for tokenizers that map
-    every text to the same ids (a :class:`ByteTokenizer` and its :meth:`~ByteTokenizer.to_hf` agree)."""
+    every text to the same ids (a :func:`byte_tokenizer` and its ``save_pretrained`` copy reloaded agree)."""
     vocab = tokenizer.get_vocab()
     special = {k: getattr(tokenizer, k, None) for k in ("bos_token_id", "eos_token_id")}
     blob = json.dumps([sorted(vocab.items(), key=lambda kv: kv[1]), special], ensure_ascii=False)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from expunge.errors import ExpungeError
-from expunge.llm.models import ByteTokenizer, encode_texts, model_fingerprint, pad_id, tokenizer_fingerprint
+from expunge.llm.models import encode_texts, model_fingerprint, pad_id, tokenizer_fingerprint
 from expunge.llm.qa_metrics import QASplitScores, rouge_l_recall
 from expunge.llm.scoring import (LogProbCache, ScoringSettings, TokenScores, _assemble, _model_device, _token_stats,
                                  default_batch_tokens, length_sorted_batches, model_max_length)
@@ -136,8 +136,6 @@ def answer_token_scores(model: torch.nn.Module, tokenizer: Any, prompts: Sequenc
 
 
 def _decode(tokenizer: Any, ids: list[int]) -> str:
-    if isinstance(tokenizer, ByteTokenizer):  # drops its special ids itself
-        return tokenizer.decode(ids)
     return tokenizer.decode(ids, skip_special_tokens=True)
 
 

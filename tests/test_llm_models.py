@@ -1,16 +1,53 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from expunge.errors import ExpungeError
-from expunge.llm import ByteTokenizer, load_causal_lm, tiny_gpt2
+from expunge.llm import byte_tokenizer, load_causal_lm, tiny_gpt2
 
 
 def test_byte_tokenizer_round_trip():
-    tok = ByteTokenizer()
+    tok = byte_tokenizer()
     ids = tok.encode("héllo")
     assert ids[0] == tok.bos_token_id and tok.decode(ids) == "héllo"
+
+
+ROUND_TRIP = ["", "héllo", " leading space", "  two\n\nlines\r\n\tend ", "emoji 🙂👍🏽 中文 Ελληνικά ﬁ",
+              "<|bos|>spelled<|eos|>specials<|pad|>", "\x00\x7f\u00ff\U0010ffff"]
+
+
+def test_byte_tokenizer_ids_are_the_bytes_and_every_text_round_trips():
+    tok = byte_tokenizer()
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (256, 257, 258)
+    assert tok.vocab_size == len(tok) == 259
+    assert sorted(tok.get_vocab().values()) == list(range(259))
+    for text in ROUND_TRIP:
+        ids = tok.encode(text)
+        assert ids == [256, *text.encode()] and tok(text, add_special_tokens=False)["input_ids"] == list(text.encode())
+        assert tok.decode(ids) == text == tok.decode(ids, skip_special_tokens=True)
+    assert tok.decode([256, 104, 257, 258]) == "h"
+
+
+def test_byte_tokenizer_saves_as_a_standard_tokenizer(tmp_path):
+    """A tiny model saved with its tokenizer loads through AutoTokenizer (no custom class) and
+    tokenises every text as before."""
+    from expunge.llm.models import tokenizer_fingerprint
+
+    model, tok = tiny_gpt2(n_layer=1, n_embd=16, n_head=2)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] in {"PreTrainedTokenizerFast", "TokenizersBackend"} and "auto_map" not in config
+    loaded, tok2 = load_causal_lm(str(tmp_path / "m"))
+    assert type(tok2) is type(tok) and tokenizer_fingerprint(tok2) == tokenizer_fingerprint(tok)
+    for text in ROUND_TRIP:
+        assert tok2.encode(text) == tok.encode(text) and tok2.decode(tok2.encode(text)) == text
+    ids = torch.tensor([tok2.encode("unlearning")])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
 
 
 def test_tiny_gpt2_saves_and_loads_offline(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from expunge.errors import DataError, ExpungeError
 from expunge.llm.data import load_population, load_text_dataset, parse_label_map, text_set
-from expunge.llm.models import ByteTokenizer
+from expunge.llm.models import byte_tokenizer
 
 ROWS = [{"text": "alpha beta gamma delta epsilon", "label": "retained", "doc": "d1"},
         {"text": "zeta eta", "label": "forget", "doc": "d2"},
@@ -93,7 +93,7 @@ def test_word_and_token_chunking(tmp_path):
     assert ts.ids == ("0#0", "0#1", "0#2", "1#0", "2#0", "2#1")
     assert ts.texts[:3] == ("alpha beta", "gamma delta", "epsilon")
     assert ts.labels.tolist() == ["member"] * 3 + ["unlearned"] + ["nonmember"] * 2
-    tok = load_text_dataset(path, chunk="tokens", window=4, tokenizer=ByteTokenizer())
+    tok = load_text_dataset(path, chunk="tokens", window=4, tokenizer=byte_tokenizer())
     assert tok.texts[:2] == ("alph", "a be") and "".join(t for i, t in zip(tok.ids, tok.texts) if i.startswith("0#")) \
         == ROWS[0]["text"]
     with pytest.raises(DataError, match="needs a tokenizer"):

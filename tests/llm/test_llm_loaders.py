@@ -8,7 +8,7 @@ import pytest
 
 from expunge.errors import DataError
 from expunge.llm.benchmarks import load_muse_texts, load_plain_texts, load_tofu_qa
-from expunge.llm.models import ByteTokenizer
+from expunge.llm.models import byte_tokenizer
 from expunge.llm.tofu import QAPair
 
 ROWS = [
@@ -117,7 +117,7 @@ def test_plain_text_file_folder_labels_and_chunks(tmp_path):
     words = load_plain_texts(str(folder), chunk="words", window=2)
     assert words.ids == ("a#0", "a#1", "b#0", "b#1", "b#2")
     assert words.texts[2:] == ("beta gamma", "delta epsilon", "zeta")
-    toks = load_plain_texts(str(folder / "b.txt"), chunk="tokens", window=5, tokenizer=ByteTokenizer())
+    toks = load_plain_texts(str(folder / "b.txt"), chunk="tokens", window=5, tokenizer=byte_tokenizer())
     assert "".join(toks.texts) == "beta gamma delta epsilon zeta"
 
 

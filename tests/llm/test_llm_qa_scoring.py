@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from expunge.errors import ExpungeError
-from expunge.llm.models import tiny_gpt2
+from expunge.llm.models import byte_tokenizer, tiny_gpt2
 from expunge.llm.qa_metrics import QAInputs, run_qa_metrics
 from expunge.llm.qa_scoring import answer_token_scores, generate_answers, score_qa_split
 from expunge.llm.scoring import LogProbCache
@@ -26,7 +26,7 @@ def tiny():
 def _hf_answer_loss(model, tok, prompt, answer):
     """The Hugging Face loss with labels −100 on the prompt: the mean NLL of the answer's tokens."""
     head = tok.encode(prompt)
-    ids = torch.tensor([head + tok.encode(answer, add_bos=False)])
+    ids = torch.tensor([head + tok.encode(answer, add_special_tokens=False)])
     labels = ids.clone()
     labels[0, :len(head)] = -100
     with torch.no_grad():
@@ -42,7 +42,7 @@ def test_answer_nll_is_the_loss_on_answer_tokens_only(tiny):
     alone = [answer_token_scores(model, tok, [p], [a]).nll()[0] for p, a in zip(PROMPTS, ANSWERS)]
     np.testing.assert_allclose(scores.nll(), alone, atol=1e-5)
     # the Hugging Face form of the byte tokenizer gives the same numbers
-    np.testing.assert_allclose(answer_token_scores(model, tok.to_hf(), PROMPTS, ANSWERS).nll(), scores.nll(), atol=1e-5)
+    np.testing.assert_allclose(answer_token_scores(model, byte_tokenizer(), PROMPTS, ANSWERS).nll(), scores.nll(), atol=1e-5)
 
 
 def test_answer_scores_are_cached_by_content_in_memory_and_in_the_store(tiny, tmp_path):

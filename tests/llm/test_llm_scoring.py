@@ -7,7 +7,7 @@ import torch
 
 from expunge.errors import ArtifactError, ExpungeError
 from expunge.llm.data import text_set
-from expunge.llm.models import ByteTokenizer, tiny_gpt2, tokenizer_fingerprint
+from expunge.llm.models import byte_tokenizer, tiny_gpt2, tokenizer_fingerprint
 from expunge.llm.scoring import (FIELDS, LogProbCache, ScoringSettings, length_sorted_batches, naive_token_logprobs,
                                  token_logprobs)
 from expunge.store import Store
@@ -70,10 +70,10 @@ def test_length_sorted_batches_respect_budget_and_cover_everything():
 
 def test_hf_byte_tokenizer_is_identical(tiny):
     model, tok = tiny
-    hf = tok.to_hf()
+    hf = byte_tokenizer()
     text = "héllo Wörld\n  x"
     assert hf(text)["input_ids"] == tok.encode(text)
-    assert tokenizer_fingerprint(hf) == tokenizer_fingerprint(ByteTokenizer())
+    assert tokenizer_fingerprint(hf) == tokenizer_fingerprint(byte_tokenizer())
     np.testing.assert_array_equal(token_logprobs(model, hf, TEXTS).logp, token_logprobs(model, tok, TEXTS).logp)
 
 
