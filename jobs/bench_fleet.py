@@ -151,7 +151,7 @@ def run(mode: str, k: int, epochs: int, use_ray: bool, gpus_per_model: float, ba
         calls = [{"mode": mode, "idx": idx, "cfg": cfg.model_dump(), "seed": i, "device": device} for i in range(k)]
     ray_start_s = None
     if use_ray:
-        from expunge.distributed import init_ray, run_tasks
+        from expunge.runtime import init_ray, run_tasks
 
         t0 = time.perf_counter()
         init_ray()  # once, before the rounds: paid once per run, not per fleet

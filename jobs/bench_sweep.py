@@ -56,11 +56,11 @@ def run_bench(trials: int = 8, rounds: int = 2, concurrent: int = 2, epochs: int
               storage: str | None = None) -> dict[str, Any]:
     from expunge.config import MethodSpec
     from expunge.resolve import load_config
-    from expunge.distributed import init_ray
-    from expunge.distributed.fleet import run_fleet
+    from expunge.runtime import init_ray
+    from expunge.stages.fleet import run_fleet
     from expunge.experiment import Experiment
     from expunge.fleet.members import audit_shadow_config
-    from expunge.jobs.original import run_original
+    from expunge.stages.original import run_original
     from expunge.sweep.runner import reference_rows, run_sweep
     from expunge.sweep.trial import run_trial
 

@@ -76,7 +76,7 @@ def start_ray(args: argparse.Namespace) -> bool:
     """Start or join Ray unless ``--local``; returns whether stages run as Ray tasks."""
     if args.local:
         return False
-    from expunge.distributed import init_ray
+    from expunge.runtime import init_ray
 
     init_ray(address=args.address)
     return True

@@ -18,7 +18,7 @@ from expunge.config import ExperimentConfig
 from expunge.resolve import load_config
 from expunge.experiment import log
 from expunge.jobs.common import add_runtime_args, find_config, main_wrapper, parse_with_overrides, start_ray
-from expunge.jobs.pipeline import run_pipeline
+from expunge.stages.pipeline import run_pipeline
 from expunge.report.leaderboard import SHOWN  # the terminal's columns, shared with `expunge run`
 from expunge.report.markdown import markdown_table
 from expunge.store import Store

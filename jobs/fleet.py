@@ -1,8 +1,7 @@
 """Train a fleet: ``python -m expunge.jobs.fleet --config FILE fleet.kind=shadow fleet.size=16 [...]``."""
 from __future__ import annotations
 
-
-from expunge.distributed.fleet import run_fleet
+from expunge.stages.fleet import run_fleet
 from expunge.jobs.common import config_job
 
 

@@ -102,7 +102,7 @@ def run_llm_audit(target: str, data: str, out: str, *, fit: Sequence[str] = (), 
 
     store = Store(out)
     if use_ray:
-        from expunge.distributed import init_ray
+        from expunge.runtime import init_ray
 
         init_ray()
     scorer = Scorer(LogProbCache(store, batch_tokens=batch_tokens, rebuild=rebuild),

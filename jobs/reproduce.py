@@ -31,7 +31,7 @@ from expunge.resolve import load_config
 from expunge.errors import ConfigError
 from expunge.experiment import Experiment, log
 from expunge.jobs.common import find_config, main_wrapper, start_ray
-from expunge.jobs.pipeline import run_pipeline
+from expunge.stages.pipeline import run_pipeline
 from expunge.report.blocks import Paragraph, Section, Table
 from expunge.report.html import render_html
 from expunge.report.markdown import markdown_table

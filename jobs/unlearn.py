@@ -14,10 +14,9 @@ from expunge.config import ExperimentConfig, parse_overrides
 
 from expunge.resolve import load_config
 from expunge.errors import ConfigError
-from expunge.experiment import Experiment, log
 from expunge.jobs.common import (add_runtime_args, dry_run, find_config, main_wrapper, parse_with_overrides,
                                  single_seed, start_ray)
-from expunge.jobs.pipeline import run_pipeline
+from expunge.stages.unlearn import run_unlearn
 
 DEFAULT_CONFIG = "experiments/digits.yaml"
 
@@ -48,14 +47,6 @@ def unlearn_config(config: str | None, method: str | None, forget: str | None, o
     from expunge.resolve import validate
 
     return validate(ExperimentConfig, data, source="unlearn")
-
-
-def run_unlearn(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
-    result = run_pipeline(cfg, rebuild, use_ray)
-    ex = Experiment(cfg)
-    for spec in cfg.unlearn.methods:
-        log(f"unlearned model ({spec.name}): {ex.store.path('models', ex.unlearned_key(spec))}")
-    return result
 
 
 def add_unlearn_args(p: argparse.ArgumentParser) -> None:

@@ -73,12 +73,3 @@ def load_lm(store: Any, key: str, *, device: str = "cpu", dtype: torch.dtype | N
     if art is None:
         raise ArtifactError(f"language model {KIND}/{key} is not in {store.uri}")
     return load_causal_lm(hf_dir(art), device=device, dtype=dtype)
-
-
-def lm_path(store: Any, key: str) -> str:
-    """Local Hugging Face directory of a stored model (hash-checked; for ``from_pretrained`` elsewhere,
-    e.g. in Ray actors)."""
-    art = store.get(KIND, key)
-    if art is None:
-        raise ArtifactError(f"language model {KIND}/{key} is not in {store.uri}")
-    return hf_dir(art)

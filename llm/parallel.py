@@ -9,10 +9,10 @@ pass of :func:`expunge.llm.scoring.token_logprobs` on its shard, and the shards 
 into the data's order. The numbers equal the in-process pass (same code, same per-sequence maths).
 
 Unlearning: :func:`unlearn_on_ray` runs :func:`unlearn_task` (load, unlearn, store) as Ray tasks, one
-per GPU or CPU slot, through :func:`expunge.distributed.run_tasks`, so several methods or forget sets
+per GPU or CPU slot, through :func:`expunge.runtime.run_tasks`, so several methods or forget sets
 run side by side and a user error inside a task surfaces as the same one-line ExpungeError.
 
-Nothing here runs at import time; the rest of :mod:`expunge.llm` never imports Ray.
+The Ray calls live in :mod:`expunge.runtime.actors` and :mod:`expunge.runtime.tasks`; :mod:`expunge.llm` imports no Ray.
 """
 from __future__ import annotations
 
@@ -77,44 +77,24 @@ class ScorerActor:
 
 
 class RayScorer:
-    """A pool of :class:`ScorerActor`. ``n_actors`` defaults to the GPUs in the cluster (one actor per
-    GPU), else to its CPUs (at most ``max_cpu_actors``, one CPU each). :meth:`load` puts a model into
+    """A pool of :class:`ScorerActor` (:class:`expunge.runtime.actors.ActorPool`: one actor per GPU
+    in the cluster, else one per CPU, at most ``max_cpu_actors``). :meth:`load` puts a model into
     every actor; :meth:`score` shards a dataset across them and merges the shards by sample id."""
 
     def __init__(self, spec: ModelSpec | None = None, n_actors: int | None = None, max_cpu_actors: int = 4) -> None:
-        import ray
+        from expunge.runtime.actors import ActorPool
 
-        from expunge.distributed import init_ray
-
-        init_ray()
-        res = ray.cluster_resources()
-        gpus = int(res.get("GPU", 0))
-        if gpus:
-            n = min(n_actors or gpus, gpus)
-            opts = {"num_gpus": 1, "num_cpus": 1}
-        else:
-            n = n_actors or max(1, min(int(res.get("CPU", 1)), max_cpu_actors))
-            opts = {"num_cpus": 1}
-        self.actors = [ray.remote(**opts)(ScorerActor).remote() for _ in range(n)]
+        self.pool = ActorPool(ScorerActor, n_actors, max_cpu_actors)
         self.spec: ModelSpec | None = None
         if spec is not None:
             self.load(spec)
 
-    def _get(self, refs: list) -> list:
-        import ray
-
-        from expunge.errors import ExpungeError
-
-        try:
-            return ray.get(refs)
-        except ray.exceptions.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, ExpungeError):
-                raise cause from None
-            raise
+    @property
+    def actors(self) -> list:
+        return self.pool.actors
 
     def load(self, spec: ModelSpec) -> None:
-        self._get([a.load.remote(spec) for a in self.actors])
+        self.pool.call_all("load", spec)
         self.spec = spec
 
     def score(self, data: Any, settings: ScoringSettings | None = None, batch_tokens: int | None = None) -> TokenScores:
@@ -122,18 +102,14 @@ class RayScorer:
             raise RuntimeError("RayScorer.score before load")
         settings = settings or ScoringSettings()
         shards = shard_by_length([len(t) for t in data.texts], len(self.actors))
-        parts = self._get([a.score.remote([data.ids[i] for i in sh], [data.texts[i] for i in sh], asdict(settings),
-                                          batch_tokens) for a, sh in zip(self.actors, shards)])
+        parts = self.pool.call_each("score", [([data.ids[i] for i in sh], [data.texts[i] for i in sh], asdict(settings),
+                                               batch_tokens) for sh in shards])
         merged = TokenScores.concat([TokenScores(p["ids"], np.asarray(p["offsets"]), *(p[f] for f in FIELDS))
                                      for p in parts])
         return merged.align(data.ids)
 
     def close(self) -> None:
-        import ray
-
-        for a in self.actors:
-            ray.kill(a)
-        self.actors = []
+        self.pool.close()
 
     def __enter__(self) -> "RayScorer":
         return self
@@ -168,15 +144,12 @@ def unlearn_task(model_path: str, forget: list[str], retain: list[str], cfg: dic
 
 def unlearn_on_ray(calls: Sequence[dict[str, Any]], use_ray: bool = True) -> list[dict[str, Any]]:
     """Run :func:`unlearn_task` for each keyword dict in ``calls`` (one GPU, or one CPU, per task)."""
-    from expunge.distributed import run_tasks
+    from expunge.runtime import run_tasks
 
     gpus = 0
     if use_ray:
-        import ray
+        from expunge.runtime.actors import cluster_gpus
 
-        from expunge.distributed import init_ray
-
-        init_ray()
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) else 0
+        gpus = 1 if cluster_gpus() else 0
     return run_tasks(unlearn_task, list(calls), num_cpus=1, num_gpus=gpus, desc="llm unlearning", unit="model",
                      use_ray=use_ray)

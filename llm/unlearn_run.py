@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -458,26 +457,24 @@ def original_key(cfg: LLMUnlearnJobConfig) -> str:
 
 def _train_loop_per_worker(config: dict[str, Any]) -> None:
     """One Ray Train worker: the loop of :func:`train_local` on rows rank::world of every batch, in DDP."""
-    import ray.train
-    import ray.train.torch
-
     from expunge import faults
     from expunge.llm.scoring import LogProbCache, ScoringSettings
     from expunge.llm.unlearn import unlearn_lm
     from expunge.llm.unlearn_audit import SplitScorer
+    from expunge.runtime.train_workers import worker_context
     from expunge.store import Store
 
     inp: Inputs = config["inputs"]
     rebuild: bool = config["rebuild"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    ctx = worker_context()
+    rank, world = ctx.rank, ctx.world
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, int(config["threads"])))
-    device = str(ray.train.torch.get_device())
+    device = ctx.device
     store = Store(config["store"])
     # where to start is read from the store on every (re)start: rank 0 stores each epoch's model and
     # loop state before it reports the epoch, so after a lost worker the group continues from there
-    restarted = ray.train.get_checkpoint() is not None
+    restarted = ctx.restarted
     progress = stored_progress(store, inp, rebuild and not restarted, tolerant=rebuild and restarted)
     if restarted:
         faults.record("train_worker", f"{rank}:{progress.start_epoch}")
@@ -488,44 +485,34 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     def on_epoch(epoch: int, m: torch.nn.Module, state: dict[str, Any]) -> None:
         metrics = {"epoch": epoch, "step": int(state["step"]), "loss": float(state["losses"][-1])}
         if rank != 0:
-            ray.train.report(metrics)
+            ctx.report(metrics)
             # a moment after the report: Ray Train registers checkpoints asynchronously, and a test
             # should not race that registration
             faults.maybe_die("train_worker", delay_s=3.0, rank=rank, epoch=epoch)
             return
         art = save_epoch(store, inp, epoch, m, state, rebuild)
         _score_epoch(scorer, inp, art, m)
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "epoch.json"), "w") as f:
-                json.dump({"epoch": epoch, "checkpoint": art.name, "content_hash": art.manifest["content_hash"]}, f)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+        ctx.report(metrics, checkpoint_files={"epoch.json": json.dumps(
+            {"epoch": epoch, "checkpoint": art.name, "content_hash": art.manifest["content_hash"]})})
 
     unlearn_lm(model, inp.tokenizer, inp.forget.items(), inp.retain.items() if inp.retain else [], inp.cfg.unlearn,
                ref_model=ref, on_epoch=on_epoch, resume=progress.resume, shard=(rank, world),
-               prepare=ray.train.torch.prepare_model, log=log if rank == 0 else None)
+               prepare=ctx.prepare_model, log=log if rank == 0 else None)
 
 
 def train_ray(store: Any, inp: Inputs, rebuild: bool) -> dict[str, Any]:
     """Unlearn with Ray Train's ``TorchTrainer`` (module docstring); the checkpoints end up in the store."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from expunge.runtime.train_workers import fit
 
     sc = inp.cfg.scaling
     storage = os.path.abspath(os.path.join(store.uri, "ray_train")) if "://" not in store.uri \
         else f"{store.uri.rstrip('/')}/ray_train"
-    trainer = TorchTrainer(
-        _train_loop_per_worker,
-        train_loop_config={"inputs": inp, "rebuild": rebuild, "store": store.uri, "threads": sc.cpus_per_worker},
-        scaling_config=ScalingConfig(num_workers=sc.num_workers, use_gpu=sc.use_gpu,
-                                     resources_per_worker={"CPU": sc.cpus_per_worker}),
-        run_config=RunConfig(name=f"{inp.cfg.name}-{inp.cfg.unlearn.method}-{time.strftime('%Y%m%d-%H%M%S')}",
-                             storage_path=storage, failure_config=FailureConfig(max_failures=sc.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)))
     log(f"unlearning with Ray Train: {sc.num_workers} worker(s){' on GPUs' if sc.use_gpu else ''}")
-    result = trainer.fit()
-    if result.error is not None:
-        raise result.error
-    return dict(result.metrics or {})
+    return fit(_train_loop_per_worker,
+               {"inputs": inp, "rebuild": rebuild, "store": store.uri, "threads": sc.cpus_per_worker},
+               num_workers=sc.num_workers, use_gpu=sc.use_gpu, cpus_per_worker=sc.cpus_per_worker,
+               max_failures=sc.max_failures, storage=storage,
+               name=f"{inp.cfg.name}-{inp.cfg.unlearn.method}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 # --- the whole run -----------------------------------------------------------------------------
@@ -567,7 +554,7 @@ def _run(cfg: LLMUnlearnJobConfig, rebuild: bool, use_ray: bool) -> dict[str, An
                        else "no stored loop state to continue from")
                 log(f"training from the original ({why}); the stored epochs are recomputed")
             if use_ray:
-                from expunge.distributed import init_ray
+                from expunge.runtime import init_ray
 
                 init_ray()  # joins RAY_ADDRESS, or starts a private local Ray; a no-op when already up
                 train_ray(store, inp, rebuild)

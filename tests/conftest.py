@@ -100,7 +100,7 @@ def ray_local():
     """One local Ray for the whole session (start-up costs ~5 s), stopped at the end."""
     import ray
 
-    from expunge.distributed import init_ray
+    from expunge.runtime import init_ray
 
     init_ray(num_cpus=2)
     yield ray

@@ -19,8 +19,8 @@ import ray
 from ray.cluster_utils import Cluster
 
 from expunge.resolve import load_config
-from expunge.distributed.fleet import run_fleet
-from expunge.jobs.original import run_original
+from expunge.stages.fleet import run_fleet
+from expunge.stages.original import run_original
 
 out, storage, repo = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 faults = Path(os.environ["EXPUNGE_FAULTS"])

@@ -6,7 +6,7 @@ import pytest
 
 from expunge.resolve import load_config
 from expunge.errors import ConfigError
-from expunge.jobs.pipeline import run_pipeline
+from expunge.stages.pipeline import run_pipeline
 from expunge.store import Store
 
 AUDIT = ["data.dataset=synthetic", "data.options={n: 1200, num_classes: 10, shape: [1, 8, 8], noise: 0.6}",

@@ -64,7 +64,7 @@ AUDIT = ["data.dataset=synthetic", "data.options={n: 600, num_classes: 10, shape
 @pytest.fixture(scope="module")
 def verdict_run(tmp_path_factory, repo_root):
     from expunge.resolve import load_config
-    from expunge.jobs.pipeline import run_pipeline
+    from expunge.stages.pipeline import run_pipeline
 
     tmp = tmp_path_factory.mktemp("verdict")
     cfg = load_config(repo_root / "configs/experiments/digits.yaml", [f"storage={tmp}", *AUDIT])

@@ -2,7 +2,6 @@
 line naming the problem, before any training, and leaves nothing half-written."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np

@@ -63,7 +63,7 @@ def test_ensemble_refuses_unequal_sizes_and_unsupported_options(digits):
 
 @pytest.mark.slow
 def test_fleet_trains_members_as_batched_ensembles(repo_root, tmp_path):
-    from expunge.distributed.fleet import run_fleet
+    from expunge.stages.fleet import run_fleet
     from expunge.store import Store
 
     over = [f"storage={tmp_path}", "train.epochs=3", "fleet.kind=shadow", "fleet.policy=out_only", "fleet.size=3",

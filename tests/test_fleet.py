@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from expunge.resolve import load_config
-from expunge.distributed.fleet import run_fleet
+from expunge.stages.fleet import run_fleet
 from expunge.errors import ArtifactError, ConfigError
 from expunge.fleet.membership import balanced_member, membership_matrix, out_only_subset
 from expunge.store import Store

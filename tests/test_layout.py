@@ -44,7 +44,7 @@ def test_ray_worker_with_repo_working_dir_imports_torch(repo_root):
     """A worker whose cwd is the repository (a runtime_env working_dir) must get the stdlib platform."""
     import ray
 
-    from expunge.distributed import init_ray
+    from expunge.runtime import init_ray
 
     if ray.is_initialized():
         ray.shutdown()

@@ -78,7 +78,7 @@ def test_every_ray_listener_is_loopback(ray_local):
     assert not exposed, f"Ray listens beyond loopback: {exposed}"
 
 
-@pytest.mark.parametrize("entrypoint", ["expunge.cli", "expunge.jobs.pipeline", "expunge.distributed"])
+@pytest.mark.parametrize("entrypoint", ["expunge.cli", "expunge.jobs.pipeline", "expunge.runtime"])
 def test_every_entrypoint_sets_the_loopback_flag_before_ray_is_imported(entrypoint):
     """Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER once, at import: importing any entrypoint (the CLI,
     a `python -m expunge.jobs.*` module, the library) in a shell without it must leave Ray's copy off."""
@@ -92,7 +92,7 @@ def test_every_entrypoint_sets_the_loopback_flag_before_ray_is_imported(entrypoi
 
 CHILD = """
 import sys
-from expunge.distributed import init_ray
+from expunge.runtime import init_ray
 
 ray = init_ray(num_cpus=1)
 
@@ -146,7 +146,7 @@ def test_clean_environment_embedded_ray_is_loopback_only_and_ignores_a_stale_clu
         assert not exposed, f"Ray listens beyond loopback: {exposed}"
         gcs = line.split()[1]
         assert gcs != stale and gcs.startswith("127.0.0.1:")
-        # killed outright, the driver leaves no Ray process behind (expunge.distributed.reaper): its
+        # killed outright, the driver leaves no Ray process behind (expunge.runtime.reaper): its
         # watcher, which records the tree twice a second, stops them and then exits itself
         reapers = [p for p in tree if any(a.endswith("reaper.py") for a in p.cmdline())]
         assert len(reapers) == 1, [p.cmdline() for p in tree]
@@ -172,7 +172,7 @@ def test_no_address_starts_a_private_local_ray(monkeypatch):
     whatever cluster its address file names, alive or not."""
     import ray
 
-    from expunge.distributed import ray_env
+    from expunge.runtime import ray_env
 
     seen = {}
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -187,7 +187,7 @@ def test_no_address_starts_a_private_local_ray(monkeypatch):
 def test_unreachable_address_is_one_line_naming_it(monkeypatch, how):
     import ray
 
-    from expunge.distributed import ray_env
+    from expunge.runtime import ray_env
     from expunge.errors import ExpungeError
 
     address = f"127.0.0.1:{_free_loopback_port()}"
@@ -210,7 +210,7 @@ def test_unreachable_address_is_one_line_naming_it(monkeypatch, how):
 
 
 def test_bad_address_format_is_one_line():
-    from expunge.distributed.ray_env import split_address
+    from expunge.runtime.ray_env import split_address
     from expunge.errors import ExpungeError
 
     assert split_address("ray://127.0.0.1:10001") == ("127.0.0.1", 10001)

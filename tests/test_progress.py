@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from expunge.distributed import run_tasks
+from expunge.runtime import run_tasks
 from expunge.progress import is_terminal, progress
 
 

@@ -1,4 +1,4 @@
-"""The watcher that stops a killed command's Ray processes (expunge.distributed.reaper) reads /proc
+"""The watcher that stops a killed command's Ray processes (expunge.runtime.reaper) reads /proc
 right; the end-to-end check (a SIGKILLed driver leaves no Ray process) is in tests/test_loopback.py,
 which already starts an embedded Ray in a clean child process."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 
 def test_descendants_and_ray_filter_read_proc():
-    from expunge.distributed import reaper
+    from expunge.runtime import reaper
 
     if not Path("/proc/self/stat").exists():
         pytest.skip("no /proc on this system")

@@ -8,7 +8,6 @@ features: tests/test_multinode.py (Ray Train), tests/test_fleet.py and tests/tes
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import subprocess
 import sys
@@ -77,7 +76,7 @@ def test_killed_driver_resumes_to_identical_results(tmp_path, repo_root, referen
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory, repo_root):
-    from expunge.jobs.original import run_original
+    from expunge.stages.original import run_original
 
     storage = tmp_path_factory.mktemp("stale") / "runs"
     cfg = load_config(repo_root / "configs/experiments/digits.yaml", [f"storage={storage}", "train.epochs=2"])

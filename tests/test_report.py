@@ -59,7 +59,7 @@ def _self_contained(html: str) -> None:
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory, repo_root):
     """Random forgetting through the pipeline, which times its stages and writes the report."""
-    from expunge.jobs.pipeline import run_pipeline
+    from expunge.stages.pipeline import run_pipeline
 
     tmp = tmp_path_factory.mktemp("report_digits")
     cfg = load_config(repo_root / "configs/experiments/digits.yaml",
@@ -71,7 +71,7 @@ def digits_run(tmp_path_factory, repo_root):
 @pytest.fixture(scope="module")
 def class_run(tmp_path_factory, repo_root):
     """Class forgetting (PRU's relearn protocol); no attacks, so no shadows to train."""
-    from expunge.jobs.pipeline import run_pipeline
+    from expunge.stages.pipeline import run_pipeline
 
     tmp = tmp_path_factory.mktemp("report_class")
     cfg = load_config(repo_root / "configs/experiments/digits_class.yaml",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from expunge.audit.scoreui import partial_membership_checkpoints
+from expunge.audit.scoreui_checkpoints import partial_membership_checkpoints
 from expunge.config import TrainConfig
 from expunge.data import DeviceData, SplitPlan
 from expunge.errors import ConfigError

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expunge.audit.seeds import format_mean_std, paired_comparison, seed_summary
+from expunge.audit.across_seeds import format_mean_std, paired_comparison, seed_summary
 from expunge.resolve import load_config
 from expunge.errors import ConfigError
 

@@ -115,9 +115,6 @@ def test_round_trip_and_hash_refusal(digits):
     tampered["forget"] = tampered["forget"][:-1]
     with pytest.raises(ArtifactError, match="hash mismatch"):
         SplitPlan.from_arrays(plan.meta(), tampered)
-    with pytest.raises(ArtifactError, match="built on split plan"):
-        plan.require("0" * 64, "models/original")
-    plan.require(plan.hash, "ok")
     synth = load_dataset("synthetic", n=60, num_classes=3, shape=(1, 4, 4))
     with pytest.raises(ArtifactError, match="fingerprint"):
         plan.check_dataset(synth)

@@ -16,7 +16,7 @@ from expunge.errors import ConfigError, ExpungeError
 from expunge.sweep.objective import (INFEASIBLE_PENALTY, Constraint, check_columns, objective_value, pareto_front,
                                      score, trial_row)
 from expunge.resolve import method_space
-from expunge.sweep.space import to_tune
+from expunge.runtime.tune import to_tune
 
 
 def test_trial_row_gaps_avg_gap_and_drops():

@@ -45,10 +45,10 @@ sweep:
 def gold(tmp_path_factory, repo_root):
     """The original, retrained model and audit shadows of ``sweep_yaml``'s experiment, made once: each
     test starts from a copy (``storage(...)``), as a sweep does after `expunge run` made them."""
-    from expunge.distributed.fleet import run_fleet
+    from expunge.stages.fleet import run_fleet
     from expunge.experiment import Experiment
     from expunge.fleet.members import audit_shadow_config
-    from expunge.jobs.original import run_original
+    from expunge.stages.original import run_original
 
     root = tmp_path_factory.mktemp("sweep_gold")
     cfg = load_config(sweep_yaml(root / "s.yaml", repo_root, root / "runs", 1, 1))
@@ -67,7 +67,8 @@ def storage(gold: Path, tmp_path: Path) -> Path:
 
 
 def test_sweep_asha_best_config_reproduces(tmp_path, repo_root, ray_local, gold):
-    from expunge.jobs.unlearn import run_unlearn, unlearn_config
+    from expunge.jobs.unlearn import unlearn_config
+    from expunge.stages.unlearn import run_unlearn
     from expunge.store import Store
     from expunge.sweep.runner import run_sweep
 

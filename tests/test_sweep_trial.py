@@ -12,10 +12,10 @@ from expunge.resolve import load_config
 def gold(tmp_path_factory):
     """Seeds 0 and 1, each with its original, retrained model and shadows: ``(per-seed configs, runs)``
     with ``runs`` as the sweep driver passes them to a trial."""
-    from expunge.distributed.fleet import run_fleet
+    from expunge.stages.fleet import run_fleet
     from expunge.experiment import Experiment
     from expunge.fleet.members import audit_shadow_config
-    from expunge.jobs.original import run_original
+    from expunge.stages.original import run_original
     from expunge.sweep.runner import reference_rows
 
     tmp = tmp_path_factory.mktemp("sweep_trial")

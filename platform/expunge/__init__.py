@@ -1,7 +1,7 @@
 """expunge: a Ray-distributed platform for machine unlearning.
 
 The compute core (``expunge.data``, ``models``, ``train``, ``unlearn``, ``metrics``, ``store``) runs
-without Ray; ``expunge.distributed`` and ``expunge.jobs`` orchestrate it on Ray.
+without Ray; ``expunge.runtime`` and ``expunge.jobs`` orchestrate it on Ray.
 """
 import os as _os
 from importlib.metadata import PackageNotFoundError, version as _version

@@ -1,6 +1,8 @@
 """The ``expunge`` command. Each subcommand calls a job in ``expunge.jobs``."""
 from __future__ import annotations
 
+import inspect
+
 import argparse
 import os
 import sys
@@ -59,7 +61,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     whole table is (the leaderboard has over a hundred columns: too wide to read in a terminal)."""
     from expunge.resolve import load_config
     from expunge.jobs.common import dry_run, find_config, start_ray
-    from expunge.jobs.pipeline import run_pipeline
+    from expunge.stages.pipeline import run_pipeline
     from expunge.report.leaderboard import print_shown
 
     cfg = load_config(find_config(args.config), args.overrides)
@@ -75,7 +77,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_unlearn(args: argparse.Namespace) -> int:
     from expunge.jobs.common import dry_run, start_ray
-    from expunge.jobs.unlearn import run_unlearn, unlearn_config
+    from expunge.jobs.unlearn import unlearn_config
+    from expunge.stages.unlearn import run_unlearn
 
     cfg = unlearn_config(args.config, args.method, args.forget, args.overrides)
     if not dry_run(args, cfg):
@@ -108,6 +111,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         cls = METHODS.get(name)
         print(f"  {name:<12} {METHODS.describe()[name]}")
         print(f"  {'':<12}   params: {method_settings(name)}")
+        meanings = [f"{k} = {f.description}" for k, f in cls.Config.model_fields.items() if f.description]
+        if meanings:  # names such as alpha and gamma mean different things in different methods
+            print(f"  {'':<12}   meaning: " + "; ".join(meanings))
         space = cls.Config.search_space()
         if space:
             print(f"  {'':<12}   search space: " + ", ".join(f"{k}~{d.kind}{list(d.args)}" for k, d in space.items()))
@@ -122,6 +128,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for name in METRICS.names():
         m = METRICS.get(name)
         print(f"  {name:<12} {m.doc.splitlines()[0] if m.doc else ''} (reads: {', '.join(m.requires)})")
+        params = [p for p in inspect.signature(m.fn).parameters.values() if p.name != "inputs"]
+        if params:  # settable as audit.params.<metric>.<name>; each metric's docstring says what they mean
+            print(f"  {'':<12}   audit.params.{name}: " + ", ".join(f"{p.name}={p.default!r}" for p in params))
     # not a registered metric: the audit stage attacks the model itself (expunge.audit.stage.audit_values)
     relearn_doc = " ".join((relearn_summary.__doc__ or "").split("Returns")[0].split())
     print(f"  {'relearn':<12} {relearn_doc} (reads: the model's weights; fine-tunes a copy)")

@@ -6,7 +6,7 @@ audit stage (``expunge.audit.stage``) reads their cached outputs. Each stage rea
 what it needs from the store, reuses an artifact whose manifest matches its request, refuses one that
 does not (or recomputes it when ``rebuild`` is set), and stores what it produced. Each model's
 per-sample logits on every audit set are computed once, right after the model is made, and cached as
-an ``outputs`` artifact that every metric reads. ``expunge.distributed`` runs these functions as Ray
+an ``outputs`` artifact that every metric reads. ``expunge.runtime`` runs these functions as Ray
 tasks; called directly they run in-process (the GPU benchmark machine has no Ray).
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from expunge import seeds
 from expunge.config import ExperimentConfig, MethodSpec
 from expunge.data import DeviceData, ImageDataset, SplitPlan, SplitSizes, load_dataset
 from expunge.data.noise import with_label_noise
@@ -229,7 +230,7 @@ class Experiment:
             return
         cal = self.plan.calibration
         sizes = {"calibration split": len(cal)}
-        if self.plan.forget_class is not None and "cr" in audit.metrics:
+        if self.plan.spec.classwise and "cr" in audit.metrics:
             labels = self.dataset.labels.numpy()[cal]
             sizes["calibration samples of the forgotten class"] = int((labels == self.plan.forget_class).sum())
         for alpha in alphas:
@@ -357,7 +358,7 @@ class Experiment:
         re-run with ``expunge unlearn`` gives the same model.
         """
         seed = self.cfg.seed if seed is None else seed
-        seed_everything(seed + 17)
+        seed_everything(seeds.offset(seed, seeds.Salt.UNLEARN))
         ctx = UnlearnContext(self.load_model(original_key), self.data, self.plan, self.cfg.train,
                              self._seeded_factory, seed=seed, callback=callback)
         return unlearn(spec.name, spec.params, ctx)
@@ -370,7 +371,7 @@ class Experiment:
                 "split_hash": self.plan.hash, "seed": self.cfg.seed, "code_version": code_version("unlearn")}
 
     def _seeded_factory(self) -> nn.Module:
-        torch.manual_seed(self.cfg.seed + 1)
+        torch.manual_seed(seeds.offset(self.cfg.seed, seeds.Salt.MODEL_FACTORY))
         return self.model_factory()
 
     def _epoch_logger(self, what: str, total: int | None) -> Callable[[dict], None]:
@@ -436,7 +437,7 @@ class Experiment:
                 # the same seeded views for every model, so per-view signals are comparable (LiRA)
                 files[f"aug_logits_{name}.npy"] = np.stack([
                     evaluate(model, self.data, idx, self.cfg.train.eval_batch_size, augment=True,
-                             generator=torch.Generator().manual_seed(10_007 * v + 1))
+                             generator=torch.Generator().manual_seed(seeds.augmented_view(v)))
                     for v in range(self.cfg.audit.augmented_views)])
         model.train(was_training)
         return files

@@ -132,12 +132,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
 
 
 def _field_names(config_cls: type) -> dict[str, str]:
-    """Every accepted key (field name or alias) -> the field name."""
+    """Every accepted key (field name, alias or deprecated spelling) -> the field name."""
     names = {}
     for name, field in config_cls.model_fields.items():
         names[name] = name
         if field.alias:
             names[field.alias] = name
+        for alias in getattr(field.validation_alias, "choices", ()):  # deprecated spellings (CPU's lambda)
+            names[str(alias)] = name
     return names
 
 

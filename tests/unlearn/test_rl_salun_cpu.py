@@ -8,7 +8,7 @@ import torch
 from expunge.config import TrainConfig
 from expunge.data import DeviceData, SplitPlan
 from expunge.errors import ConfigError
-from expunge.unlearn.conformal import conformal_quantile, coverage_ratio, lac_scores, prediction_sets
+from expunge.metrics.conformal import conformal_quantile, coverage_ratio, lac_scores, prediction_sets
 from expunge.models import create_model
 from expunge.train import accuracy, evaluate, seed_everything, train
 from expunge.unlearn import METHODS, UnlearnContext, unlearn

@@ -45,7 +45,7 @@ def relearn_summary(ex: Experiment, model: nn.Module) -> tuple[dict[str, float],
     fine-tuning on remaining-class population samples). Random forgetting: RCD (our formalisation).
     Returns the summary numbers and the whole curve (accuracies and weight distances per point)."""
     plan = ex.plan
-    if plan.forget_class is not None:
+    if plan.spec.classwise:
         curve = pru_relearn_test(model, ex.data, plan.population, plan.forget_class, plan.test,
                                  epochs=ex.cfg.audit.relearn_epochs, seed=ex.cfg.seed)
         summary = {f"relearn_acc@{round(e)}": a for e, a in zip(curve.epoch, curve.acc["forget_class_test"]) if e > 0}

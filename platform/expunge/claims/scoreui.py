@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from expunge.audit.scoreui import partial_membership_checkpoints
+from expunge.audit.scoreui_checkpoints import partial_membership_checkpoints
 from expunge.audit.stage import metric_values
 from expunge.errors import ConfigError
 from expunge.experiment import Experiment

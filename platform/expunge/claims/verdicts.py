@@ -7,7 +7,7 @@ are the same for every claim of a kind:
 
 * *A beats B* (:func:`beats`): A is better than B on **every** seed (paired, the same split and
   initialisation). With 3 seeds a chance ordering passes with probability 1/8, so the row also gives
-  the mean paired difference with its bootstrap interval (:func:`expunge.audit.seeds.paired_comparison`);
+  the mean paired difference with its bootstrap interval (:func:`expunge.audit.across_seeds.paired_comparison`);
 * *X is near v* (:func:`near`): |mean − v| <= tolerance;
 * *X is above Y by at least d* (:func:`above_by`): mean(X − Y) >= d, paired over seeds.
 """

@@ -3,7 +3,7 @@
 ``random:<fraction or count>``, ``class:<c>``, ``class_percentage:<c>:<ratio>``, ``indices:<file>``
 (a ``.npy`` or whitespace-separated ``.txt`` of dataset positions) and ``mislabeled`` (the samples
 ``data.label_noise`` corrupted). The config validates the text with :meth:`ForgetSpec.parse`; the
-split plan carries the parsed spec (``SplitPlan.forget``), so no stage infers the kind again.
+split plan gives the parsed spec (``SplitPlan.spec``), so no stage parses or infers the kind again.
 """
 from __future__ import annotations
 

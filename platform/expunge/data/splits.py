@@ -22,8 +22,9 @@ Forget specs: ``random:<fraction or count>``, ``class:<c>``, ``class_percentage:
 ``mislabeled`` (every training sample whose label ``data.label_noise`` corrupted; see
 :mod:`expunge.data.noise`).
 
-``plan.hash`` covers the dataset fingerprint, seed, spec, sizes and every index, so a stage given a
-plan other than the one its inputs were built on refuses to run (:meth:`SplitPlan.require`).
+``plan.hash`` covers the dataset fingerprint, seed, spec, sizes and every index. It is an identity
+field (``split_hash``) of every model and output artifact's manifest, so the store refuses an input
+built on another plan as stale (:mod:`expunge.store.store`).
 """
 from __future__ import annotations
 
@@ -118,6 +119,11 @@ class SplitPlan:
 
     def __post_init__(self) -> None:
         self.indices = {k: np.asarray(v, dtype=np.int64) for k, v in self.indices.items()}
+
+    @property
+    def spec(self) -> ForgetSpec:
+        """The parsed forget spec (its ``kind``, ``cls``, ``classwise``): read here, never re-parsed."""
+        return ForgetSpec.parse(self.forget_spec)
         computed = self._compute_hash()
         if self.hash and self.hash != computed:
             raise ArtifactError(f"split plan hash mismatch: stored {self.hash[:12]}, content {computed[:12]}")
@@ -235,12 +241,6 @@ class SplitPlan:
         return cls(meta["dataset"], meta["dataset_fingerprint"], int(meta["seed"]), meta["forget_spec"],
                    SplitSizes(**meta["sizes"]), int(meta["num_classes"]), {k: arrays[k] for k in SETS},
                    forget_class=meta.get("forget_class"), hash=meta["hash"])
-
-    def require(self, expected_hash: str, what: str) -> None:
-        """Refuse to go on when ``what`` was built on a different plan."""
-        if expected_hash != self.hash:
-            raise ArtifactError(f"{what} was built on split plan {expected_hash[:12]}, but the current plan "
-                                f"is {self.hash[:12]}; rebuild it (--rebuild) or use its run directory")
 
     def check_dataset(self, dataset: ImageDataset) -> None:
         if dataset.fingerprint != self.dataset_fingerprint:

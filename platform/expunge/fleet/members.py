@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from expunge import seeds
 from expunge.experiment import Experiment, short_hash
 from expunge.fleet.membership import balanced_member, membership_matrix, out_only_subset
 from expunge.store import Artifact
@@ -38,7 +39,7 @@ def member_key(ex: Experiment, i: int) -> str:
 
 
 def member_seed(ex: Experiment, i: int) -> int:
-    return ex.cfg.seed * 100_003 + 7 * i + 11
+    return seeds.member(ex.cfg.seed, i)
 
 
 def member_indices(ex: Experiment, i: int) -> np.ndarray:

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from expunge import seeds
+
 
 def out_only_subset(pool: np.ndarray, fraction: float, seed: Sequence[int] | int) -> np.ndarray:
     """A seeded ``fraction`` subset of ``pool`` (sorted dataset positions)."""
@@ -24,7 +26,7 @@ def out_only_subset(pool: np.ndarray, fraction: float, seed: Sequence[int] | int
 def balanced_member(universe: np.ndarray, i: int, seed: int) -> np.ndarray:
     """Member i's training positions: pair i // 2's random half of ``universe`` (even i) or its
     complement (odd i)."""
-    rng = np.random.default_rng([seed, 104_729, i // 2])
+    rng = np.random.default_rng(seeds.member_pair(seed, i))
     half = rng.permutation(len(universe)) < len(universe) // 2
     return np.sort(universe[half if i % 2 == 0 else ~half])
 

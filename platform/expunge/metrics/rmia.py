@@ -105,15 +105,6 @@ def rmia_score_from_ratios(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: floa
     return count / rz.size
 
 
-def _rmia_pairwise(ratio_x: np.ndarray, ratio_z: np.ndarray, gamma: float) -> np.ndarray:
-    """Dense N×Z reference form of :func:`rmia_score_from_ratios`; for tests only (memory N·Z)."""
-    rx = np.asarray(ratio_x, dtype=np.float64).ravel()
-    rz = np.asarray(ratio_z, dtype=np.float64).ravel()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lr = rx[:, None] / rz[None, :]
-    return (lr > gamma).mean(axis=1)
-
-
 def _check_pair(sig: np.ndarray, refs: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(sig, dtype=np.float64)
     r = np.asarray(refs, dtype=np.float64)

@@ -18,7 +18,7 @@ import socket
 from typing import Any
 
 from expunge import RAY_LOCAL_ENV as LOCAL_ENV
-from expunge.distributed.reaper import start_reaper
+from expunge.runtime.reaper import start_reaper
 from expunge.errors import ExpungeError
 
 LOOPBACK = "127.0.0.1"

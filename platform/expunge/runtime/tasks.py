@@ -52,3 +52,10 @@ def run_tasks(fn: Callable[..., Any], calls: Sequence[dict[str, Any]], *, num_cp
         return results
     finally:
         bar.close()
+
+
+def current_node() -> str:
+    """The Ray node this task runs on (its node id), or ``"local"`` outside Ray."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"

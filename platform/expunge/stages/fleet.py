@@ -1,4 +1,4 @@
-"""Fleets on Ray: members as tasks with fractional GPUs, retried on failure, gathered as they finish.
+"""The fleet stage on Ray: members as tasks with fractional GPUs, retried on failure, gathered as they finish.
 
 The driver refuses stale members before submitting anything, submits every member (finished ones
 return at once from the store), shows one progress bar (members done / total, models per hour), and
@@ -10,7 +10,7 @@ from typing import Any
 
 from expunge import faults
 from expunge.config import ExperimentConfig
-from expunge.distributed.tasks import run_tasks
+from expunge.runtime.tasks import current_node, run_tasks
 from expunge.experiment import Experiment, log
 
 
@@ -23,13 +23,6 @@ def member_task(cfg: dict[str, Any], i: int, rebuild: bool) -> dict[str, Any]:
     ex = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild, verbose=False)
     art = train_member(ex, i)
     return {"key": art.key, "run_time_s": art.manifest.get("run_time_s"), "node": current_node()}
-
-
-def current_node() -> str:
-    """The Ray node this task runs on (its node id), or ``"local"`` outside Ray."""
-    import ray
-
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
 
 
 def ensemble_task(cfg: dict[str, Any], members: list[int], rebuild: bool) -> list[dict[str, Any]]:
@@ -78,7 +71,7 @@ def run_fleet(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
         retrain = Experiment(cfg.model_copy(update={"fleet": f.model_copy(update={"kind": "retrain", "method": None})}))
         keys = [member_key(retrain, i) for i in range(f.size)]
         if all(ex.store.exists("models", k) for k in keys):
-            from expunge.audit.epsilon import fleet_epsilon
+            from expunge.audit.fleet_epsilon import fleet_epsilon
 
             eps = fleet_epsilon(ex, [r["key"] for r in results], keys)
             log(f"per-example epsilon: forget score {eps['forget_score']:.3f}, challenge score "

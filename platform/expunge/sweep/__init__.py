@@ -1,6 +1,5 @@
 """Hyperparameter sweeps over unlearning methods (Ray Tune), scored against the retrained model.
 
-``space`` turns a method's validated space (:func:`expunge.resolve.method_space`) into Tune domains;
 ``objective`` holds the pure scoring rules (gaps, weighted objectives, constraints, Pareto front);
 ``trial`` is one Tune trial (unlearn + audit from cached outputs); ``runner`` drives the Tuners and
 writes the results; ``plots`` draws them.

@@ -1,4 +1,4 @@
-"""The sweep's progress line (a Ray Tune callback): trials done / running / stopped early / errors.
+"""The sweep's progress line (called back by Tune, :class:`expunge.runtime.tune.TrialEndCallback`): trials done / running / stopped early / errors.
 
 Counts are read from Tune's own trial list on every event, never kept in the callback, so a sweep
 resumed with ``Tuner.restore`` (which restores a pickled copy of this callback) still counts right.
@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import math
 from typing import Any
-
-from ray.tune import Callback
 
 from expunge.experiment import log
 
@@ -36,19 +34,15 @@ def summarize(trials: list[Any], finishing: Any = None, error: bool = False) -> 
 ENDED: dict[str, int] = {}
 
 
-class SweepProgress(Callback):
+class SweepProgress:
+    """``progress(trials, trial, error)`` logs one line per ended trial."""
+
     def __init__(self, method: str, total: int) -> None:
         self.method, self.total = method, total
 
-    def _line(self, trials: list[Any], trial: Any, error: bool) -> None:
+    def __call__(self, trials: list[Any], trial: Any, error: bool) -> None:
         s = summarize(trials, trial, error)
         ENDED[self.method] = s["done"]
         best = f"; best sweep score {s['best']:.4g}" if math.isfinite(s["best"]) else ""
         log(f"sweep {self.method}: {s['done']}/{self.total} trials done ({s['stopped']} stopped early, "
             f"{s['errors']} errors), {s['running']} running{best}")
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trials, trial, error=False)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trials, trial, error=True)

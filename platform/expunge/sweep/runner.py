@@ -28,7 +28,6 @@ from expunge.store import Store
 from expunge.store.store import diff
 from expunge.sweep.objective import Constraint, check_columns, pareto_front, trial_row
 from expunge.resolve import method_space
-from expunge.sweep.space import to_tune
 from expunge.sweep.trial import mean_row
 from expunge.sweep.tune_state import check_seal, seal
 
@@ -72,25 +71,6 @@ def expected_trials(space: dict[str, Any], sweep: SweepConfig) -> int:
     return points * (1 if sweep.search == "grid" else sweep.num_samples)
 
 
-def search_algorithm(sweep: SweepConfig, seed: int):
-    """Random / grid: Tune's variant generator (seeded); Optuna / HyperOpt when installed."""
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    if sweep.search in ("random", "grid"):
-        return BasicVariantGenerator(random_state=seed, max_concurrent=sweep.max_concurrent)
-    import importlib.util
-
-    if importlib.util.find_spec(sweep.search) is None:
-        raise ConfigError(f"sweep.search: {sweep.search} is not installed (pip install {sweep.search})")
-    if sweep.search == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
-
-        return OptunaSearch(seed=seed)
-    from ray.tune.search.hyperopt import HyperOptSearch
-
-    return HyperOptSearch(random_state_seed=seed)
-
-
 def reference_rows(ex: Experiment, metrics: list[str]) -> tuple[dict[str, float], dict[str, float]]:
     """The retrained model's and the original's rows (leaderboard units): what every trial is scored
     against, computed once with the same metric functions the trials use."""
@@ -122,10 +102,10 @@ def _trial_rows(method: str, grid, space: dict[str, Any]) -> list[dict[str, Any]
 
 def _tuner(trainable, space: dict[str, Any], sweep: SweepConfig, method: SweepMethod, path: str,
            tune_root: str, seed: int, progress: Any, max_t: int, rebuild: bool = False):
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    """The method's Tuner: resumed from ``path`` when its sealed state is intact, new otherwise."""
+    from expunge.runtime.tune import can_restore, new_tuner, restore_tuner
 
-    if tune.Tuner.can_restore(path):
+    if can_restore(path):
         try:
             check_seal(path)  # before anything of Tune's is unpickled
         except CorruptArtifactError:
@@ -135,25 +115,8 @@ def _tuner(trainable, space: dict[str, Any], sweep: SweepConfig, method: SweepMe
             shutil.rmtree(path)
         else:
             log(f"sweep {method.name}: resuming from {path}")
-            return tune.Tuner.restore(path, trainable, resume_unfinished=True, restart_errored=True)
-    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=max_t,
-                               grace_period=sweep.grace_period, reduction_factor=sweep.reduction_factor)
-                 if sweep.scheduler == "asha" else FIFOScheduler())
-    return tune.Tuner(
-        trainable,
-        param_space=to_tune(space, sweep.search),
-        tune_config=tune.TuneConfig(metric="sweep_score", mode="min", scheduler=scheduler,
-                                    search_alg=search_algorithm(sweep, seed),
-                                    num_samples=1 if sweep.search == "grid" else sweep.num_samples,
-                                    # the variant generator limits itself; searchers get Tune's limiter
-                                    max_concurrent_trials=None if sweep.search in ("random", "grid")
-                                    else sweep.max_concurrent,
-                                    # a finished trial's worker takes the next one: no new process, no
-                                    # re-import of torch and expunge, its experiment kept (trial.prepared)
-                                    reuse_actors=True),
-        run_config=tune.RunConfig(name=slug(method.name), storage_path=tune_root, verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-                                  callbacks=[progress]))
+            return restore_tuner(path, trainable)
+    return new_tuner(trainable, space, sweep, slug(method.name), tune_root, seed, progress, max_t)
 
 
 def _state_check(tune_root: str, state: dict[str, Any], rebuild: bool) -> None:
@@ -216,13 +179,14 @@ def _missing(v: Any) -> bool:
 
 def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
     """Run (or resume) the config's ``sweep:`` block; returns the results table and artifact path."""
-    from expunge.distributed import run_tasks
-    from expunge.distributed.fleet import run_fleet
-    from expunge.jobs.original import run_original
-    from expunge.jobs.pipeline import unlearn_task
+    from expunge.runtime import run_tasks
+    from expunge.stages.fleet import run_fleet
+    from expunge.stages.original import run_original
+    from expunge.stages.pipeline import unlearn_task
     from expunge.sweep.plots import sweep_figures
     from expunge.sweep.progress import ENDED, SweepProgress
-    from expunge.sweep.trial import tune_trial
+    from expunge.runtime.tune import search_algorithm, to_tune, trainable as tune_trainable
+    from expunge.sweep.trial import run_trial
 
     sweep = cfg.sweep
     if not sweep.methods:
@@ -272,8 +236,6 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     columns = {*trial_row({k: 0.0 for k in reference if k != "RTE_s"}, reference, original), "RTE_s"}
     check_columns(columns, sweep.objective, constraints, sweep.pareto)
 
-    from ray import tune
-
     tune_root = join_uri(cfg.run_dir, "tune", sweep.name)
     state = {"sweep": sweep.model_dump(mode="json", exclude={"max_concurrent"}), "metrics": metrics,
              "split_hash": [e.plan.hash for e in exps] if cfg.seeds else plan.hash,
@@ -287,10 +249,8 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     rows: list[dict[str, Any]] = []
     for method in sweep.methods:
         space = spaces[method.name]
-        trainable = tune.with_resources(
-            tune.with_parameters(tune_trial, runs=runs, method=method.name, fixed=dict(method.params),
-                                 metrics=metrics, sweep=sweep_dict),
-            {"cpu": sweep.cpus_per_trial, "gpu": sweep.gpus_per_trial})
+        trainable = tune_trainable(run_trial, sweep.cpus_per_trial, sweep.gpus_per_trial, runs=runs,
+                                   method=method.name, fixed=dict(method.params), metrics=metrics, sweep=sweep_dict)
         progress = SweepProgress(method.name, expected_trials(space, sweep))
         path = join_uri(tune_root, slug(method.name))
         ENDED.pop(method.name, None)

@@ -134,10 +134,3 @@ def run_trial(params: dict[str, Any], runs: list[dict[str, Any]], method: str, f
     final = _seeds_scored(scorer, finals)
     report(final)
     return final
-
-
-def tune_trial(params: dict[str, Any], **kwargs: Any) -> None:
-    """The Ray Tune function trainable (``tune.with_parameters`` binds everything but ``params``)."""
-    from ray import tune
-
-    run_trial(params, report=tune.report, **kwargs)

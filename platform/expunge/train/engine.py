@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from expunge import seeds
 from expunge.config import TrainConfig
 from expunge.data.device import DeviceData
 
@@ -71,13 +72,6 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
     return 1.0
 
 
-def prepare_model(model: nn.Module, device: torch.device, cfg: TrainConfig) -> nn.Module:
-    model = model.to(device)
-    if device.type == "cuda" and cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
 def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
@@ -107,7 +101,7 @@ def train(model: nn.Module, data: DeviceData, indices: np.ndarray, cfg: TrainCon
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     history = []
     for epoch in range(start_epoch, cfg.epochs):
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        gen = torch.Generator().manual_seed(seeds.epoch(seed, epoch))
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)

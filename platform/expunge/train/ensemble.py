@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
+from expunge import seeds as derive
 from expunge.config import TrainConfig
 from expunge.data.device import DeviceData
 from expunge.errors import ConfigError
@@ -67,7 +68,7 @@ def train_ensemble(models: list[nn.Module], data: DeviceData, member_indices: li
     k = len(models)
     histories: list[list[dict[str, Any]]] = [[] for _ in models]
     for epoch in range(cfg.epochs):
-        gens = [torch.Generator().manual_seed(seed * 100_003 + epoch) for seed in seeds]
+        gens = [torch.Generator().manual_seed(derive.epoch(seed, epoch)) for seed in seeds]
         loaders = [data.loader(idx, cfg.batch_size, shuffle=True, augment=cfg.augment, generator=g)
                    for idx, g in zip(member_indices, gens)]
         t0 = time.perf_counter()

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from expunge import seeds
 from expunge.unlearn.space import Domain, loguniform, randint, uniform
 from expunge.unlearn.base import (Batch, MethodConfig, UnlearnContext, UnlearnMethod, forget_mask,
                                   register_method)
@@ -75,12 +76,12 @@ class BadTeacher(UnlearnMethod):
     def prepare(self, ctx: UnlearnContext, cfg: BadTeacherConfig, model: nn.Module) -> None:
         self.good = copy.deepcopy(ctx.original).to(ctx.device).eval()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(ctx.seed * 1_000_003 + 777)
+            torch.manual_seed(seeds.stream(ctx.seed, seeds.Salt.BAD_TEACHER_INIT))
             self.bad = ctx.model_factory().to(ctx.device).eval()
         for teacher in (self.good, self.bad):
             for p in teacher.parameters():
                 p.requires_grad_(False)
-        gen = ctx.generator(salt=778)
+        gen = ctx.generator(salt=seeds.Salt.BAD_TEACHER_BATCHES)
         retain = np.asarray(ctx.plan.retain)
         pick = torch.randperm(len(retain), generator=gen)[:self._subset_size(ctx, cfg)].numpy()
         self.indices = np.concatenate([np.asarray(ctx.plan.forget), np.sort(retain[pick])])

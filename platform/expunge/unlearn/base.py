@@ -29,12 +29,12 @@ from abc import ABC
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator, Literal
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from expunge.config import TrainConfig, describe_validation_error
+from expunge import seeds
+from expunge.config import ForgetSpec, TrainConfig, describe_validation_error
 from expunge.data.device import DeviceData
 from expunge.data.splits import SplitPlan
 from expunge.errors import ConfigError
@@ -105,7 +105,7 @@ class UnlearnContext:
         return self.data.device
 
     def generator(self, salt: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + salt)
+        return torch.Generator().manual_seed(seeds.stream(self.seed, salt))
 
     def loader(self, which: str, batch_size: int, shuffle: bool = True, augment: bool = False,
                generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -135,7 +135,7 @@ class UnlearnMethod(ABC):
     @classmethod
     def check_forget_spec(cls, forget_spec: str) -> None:
         """Refuse a forget spec the method does not apply to (needs no data: runs first)."""
-        kind = forget_spec.split(":", 1)[0]
+        kind = ForgetSpec.parse(forget_spec).kind
         if cls.forget_kinds is not None and kind not in cls.forget_kinds:
             raise ConfigError(f"method {cls.name} applies to forget specs {', '.join(cls.forget_kinds)}; "
                               f"got {forget_spec}")
@@ -299,9 +299,3 @@ def forget_mask(plan: SplitPlan, idx: torch.Tensor) -> torch.Tensor:
     """Boolean mask of which dataset positions in ``idx`` are forget samples."""
     forget = torch.as_tensor(plan.forget, device=idx.device)
     return torch.isin(idx, forget)
-
-
-def assert_no_forget(plan: SplitPlan, indices: np.ndarray) -> None:
-    leaked = np.intersect1d(indices, plan.forget)
-    if len(leaked):
-        raise AssertionError(f"{len(leaked)} forget samples would reach a retrain data loader")

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from expunge import seeds
 from expunge.unlearn.space import Domain, choice, loguniform, randint
 from expunge.unlearn.base import Batch, MethodConfig, UnlearnContext, UnlearnMethod, register_method, run_loop
 
@@ -146,7 +147,7 @@ class BoundaryExpanding(_ForgetOnly):
         # the C old rows back: the shadow row is Xavier-normal with fan (in, C+1), bias 0
         std = math.sqrt(2.0 / (fc.in_features + fc.out_features + 1))
         with torch.no_grad():
-            shadow.weight.normal_(0.0, std, generator=_device_generator(ctx, fc.weight.device, salt=77))
+            shadow.weight.normal_(0.0, std, generator=_device_generator(ctx, fc.weight.device, salt=seeds.Salt.BOUNDARY_SHADOW))
             if shadow.bias is not None:
                 shadow.bias.zero_()
         # registered on the model only while training, so the shared loop's optimizer sees it
@@ -185,4 +186,4 @@ class BoundaryExpanding(_ForgetOnly):
 
 
 def _device_generator(ctx: UnlearnContext, device: torch.device, salt: int) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(ctx.seed * 1_000_003 + salt)
+    return torch.Generator(device=device).manual_seed(seeds.stream(ctx.seed, salt))

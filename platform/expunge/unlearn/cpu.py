@@ -11,7 +11,7 @@ the split-conformal quantile of s at level ceil((n+1)(1-alpha))/n ("higher"), re
 current model in eval mode, without augmentation, at the start of every pass over the data (the
 reference's epoch), on a fixed calibration subset of the test data: 1000 samples for random
 forgetting, 200 for class forgetting, remaining classes only for class forgetting (the reference's
-``random_split`` of its test-retain set). Defaults delta=0.01, alpha=0.05, lambda=0.8 (the reference's
+``random_split`` of its test-retain set). Defaults delta=0.01, alpha=0.05, lam (λ) = 0.8 (the reference's
 argparse defaults; its README example uses lambda=0.5).
 
 Batches, as the reference's ``LossData`` loader: one shuffled loader over R ∪ D_f, where R is the base
@@ -61,14 +61,16 @@ retrain variant likewise skips loading the original weights).
 from __future__ import annotations
 
 import math
-from typing import Iterator
+import warnings
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from expunge import seeds
 from expunge.data.splits import SplitPlan
 from expunge.errors import ConfigError
 from expunge.metrics.conformal import conformal_quantile, lac_scores, min_calibration_size
@@ -83,13 +85,23 @@ from expunge.unlearn.salun import SalUn
 class CPUOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
-    delta: float = Field(0.01, ge=0)
-    alpha: float = Field(0.05, gt=0, lt=1)
-    lam: float = Field(0.8, ge=0, alias="lambda")
+    delta: float = Field(0.01, ge=0, description="CPU: the hinge's margin δ")
+    alpha: float = Field(0.05, gt=0, lt=1, description="CPU: conformal miscoverage level α (q̂ = the 1-α quantile)")
+    #: the hinge's weight λ; ``lambda`` (the reference code's and earlier releases' spelling) still
+    #: parses, with a DeprecationWarning
+    lam: float = Field(0.8, ge=0, validation_alias=AliasChoices("lam", "lambda"), description="CPU: the hinge's weight λ")
     #: calibration samples for q_hat (None: 1000 for random forgetting, 200 for class forgetting)
     cal_size: int | None = Field(None, ge=1)
     repo_faithful: bool = False
     eval_mode_training: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_lambda(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "lambda" in data:
+            warnings.warn("CPU's `lambda` is deprecated: name it `lam` (method.lam=..., sweep space lam:)",
+                          DeprecationWarning, stacklevel=2)
+        return data
 
 
 CPU_SPACE = {"delta": loguniform(1e-3, 0.2), "alpha": choice(0.05, 0.1, 0.2), "lam": uniform(0.1, 2.0)}
@@ -108,11 +120,11 @@ def cpu_calibration_indices(plan: SplitPlan, labels: np.ndarray, cal_size: int |
     """The CPU loss's calibration set: a seeded subset of the test split (remaining classes only for
     class forgetting), at most half of it, disjoint from the metrics' ``plan.calibration``."""
     pool = plan.test
-    if plan.forget_class is not None:
+    if plan.spec.classwise:
         pool = pool[labels[pool] != plan.forget_class]
-    default = 200 if plan.forget_class is not None else 1000
+    default = 200 if plan.spec.classwise else 1000
     n = min(cal_size or default, len(pool) // 2)
-    rng = np.random.default_rng(seed + 4242)
+    rng = np.random.default_rng(seeds.offset(seed, seeds.Salt.CPU_CALIBRATION))
     return np.sort(rng.permutation(pool)[:n])
 
 
@@ -174,13 +186,13 @@ def with_cpu(base: type[UnlearnMethod], name: str) -> type[UnlearnMethod]:
                                                  or issubclass(base, RandomLabels))
 
     class Variant(base):
-        __doc__ = f"{name.split('+')[0]} with the CPU conformal hinge on D_f (delta, alpha, lambda)."
+        __doc__ = f"{name.split('+')[0]} with the CPU conformal hinge on D_f (delta, alpha, lam)."
 
         @classmethod
         def check(cls, plan: SplitPlan, cfg: MethodConfig) -> None:
             super().check(plan, cfg)
             # an upper bound before any compute; calibrate() checks the exact size again
-            n = min(cfg.cal_size or (200 if plan.forget_class is not None else 1000), len(plan.test) // 2)
+            n = min(cfg.cal_size or (200 if plan.spec.classwise else 1000), len(plan.test) // 2)
             if n < min_calibration_size(cfg.alpha):
                 raise ConfigError(f"method {cls.name}: the CPU calibration set has at most {n} samples, too few for "
                                   f"alpha={cfg.alpha} (need {min_calibration_size(cfg.alpha)})")

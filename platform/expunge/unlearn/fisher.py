@@ -42,6 +42,7 @@ from pydantic import Field
 from torch import nn
 from torch.func import functional_call, grad, jacrev, vmap
 
+from expunge import seeds
 from expunge.data.device import DeviceData
 from expunge.unlearn.space import Domain, choice, loguniform
 from expunge.unlearn.base import MethodConfig, UnlearnContext, UnlearnMethod, register_method
@@ -150,14 +151,14 @@ class FisherForgetting(UnlearnMethod):
         model = copy.deepcopy(ctx.original).to(ctx.device).eval()
         retain = np.asarray(ctx.plan.retain)
         if cfg.max_samples is not None and cfg.max_samples < len(retain):
-            pick = torch.randperm(len(retain), generator=ctx.generator(salt=901))[:cfg.max_samples].numpy()
+            pick = torch.randperm(len(retain), generator=ctx.generator(salt=seeds.Salt.FISHER_SAMPLE))[:cfg.max_samples].numpy()
             retain = np.sort(retain[pick])
         fisher = diag_fisher(model, ctx.data, retain, cfg.fisher, cfg.chunk_size)
         num_classes = int(ctx.data.num_classes)
         head = _head_params(model, num_classes)
-        kind = ctx.plan.forget_spec.split(":", 1)[0]
+        kind = ctx.plan.spec.kind
         forget_class = ctx.plan.forget_class if kind == "class" else None
-        gen = ctx.generator(salt=902)
+        gen = ctx.generator(salt=seeds.Salt.FISHER_NOISE)
         with torch.no_grad():
             for n, p in model.named_parameters():
                 if not p.requires_grad:

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
+from expunge import seeds
 from expunge.unlearn.space import Domain, choice, loguniform, randint
 from expunge.unlearn.base import (Batch, MethodConfig, UnlearnContext, UnlearnMethod, paired_batches,
                                   plan_loop, register_method)
@@ -98,7 +99,7 @@ class IEU(UnlearnMethod):
         # T of the noise schedule: the shared loop's planned steps, passes added by ``min_steps`` included
         self.total = plan_loop(self, ctx, cfg).total_steps
         device = next(model.parameters()).device
-        self.noise_gen = torch.Generator(device=device).manual_seed(ctx.seed * 1_000_003 + 4242)
+        self.noise_gen = torch.Generator(device=device).manual_seed(seeds.stream(ctx.seed, seeds.Salt.IEU_NOISE))
 
     def batches(self, ctx: UnlearnContext, cfg: IEUConfig, epoch: int, gen: torch.Generator) -> Iterator[Batch]:
         return paired_batches(ctx, cfg, gen, primary="retain", forget_batch_size=cfg.forget_batch_size)

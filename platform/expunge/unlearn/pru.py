@@ -183,7 +183,7 @@ class PRU(UnlearnMethod):
     @classmethod
     def check(cls, plan, cfg) -> None:
         super().check(plan, cfg)
-        if plan.forget_class is None:
+        if not plan.spec.classwise:
             raise ConfigError(f"method {cls.name} needs a forget class; got {plan.forget_spec}")
 
     def steps_per_epoch(self, ctx: UnlearnContext, cfg: PRUConfig) -> int:

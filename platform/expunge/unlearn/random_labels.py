@@ -13,6 +13,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from expunge import seeds
 from expunge.unlearn.base import Batch, MethodConfig, UnlearnContext, UnlearnMethod, register_method
 from expunge.unlearn.finetune import FinetuneConfig
 
@@ -37,7 +38,7 @@ class RandomLabels(UnlearnMethod):
         forget = ctx.plan.forget
         labels = ctx.data.dataset.labels.numpy()
         relabel = np.full(len(ctx.data), -1, dtype=np.int64)
-        relabel[forget] = random_other_labels(labels[forget], ctx.data.num_classes, ctx.generator(7))
+        relabel[forget] = random_other_labels(labels[forget], ctx.data.num_classes, ctx.generator(seeds.Salt.RANDOM_LABELS))
         self.relabel = torch.as_tensor(relabel, device=ctx.device)
         self.indices = np.concatenate([ctx.plan.retain, forget])
 

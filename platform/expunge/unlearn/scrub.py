@@ -53,9 +53,9 @@ class SCRUBConfig(MethodConfig):
     #: distillation temperature T
     kd_T: float = Field(2.0, gt=0)
     #: weight of CE on D_r in the min-steps
-    gamma: float = Field(1.0, ge=0)
+    gamma: float = Field(1.0, ge=0, description="SCRUB: weight of CE on D_r in the min-steps")
     #: weight of KL(teacher ‖ student) on D_r in the min-steps (the CPU code's ``beta``)
-    alpha: float = Field(1.0, ge=0)
+    alpha: float = Field(1.0, ge=0, description="SCRUB: weight of KL(teacher ‖ student) on D_r in the min-steps")
     #: batch size of the max-steps on D_f (None: ``batch_size``)
     forget_batch_size: int | None = Field(None, ge=1)
 
