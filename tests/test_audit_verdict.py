@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from expunge.audit.stage import VERDICT_MARGIN, VERDICTS, add_gaps, add_verdict
+from expunge.audit.leaderboard import VERDICT_MARGIN, VERDICTS, add_gaps, add_verdict
 from expunge.report.blocks import Paragraph, Table
 
 # retrain: retained .80, forgotten .05; margin 0.1 -> over-unlearning below .70, under-unlearning above .15

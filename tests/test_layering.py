@@ -22,8 +22,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("unlearn",),                  # unlearning methods and their search spaces
     ("resolve", "experiment"),     # config checked against the registries; one experiment's artifacts
     ("fleet",),                    # fleet members and membership
-    ("audit", "report"),           # the audit stage and leaderboard; reports
-    ("claims",),                   # the papers' claims checked on audit tables
+    ("audit",),                    # the audit stage, the leaderboard's arithmetic, relearning, fleet epsilon
+    ("report", "claims"),          # reports; the papers' claims checked on audit tables
     ("runtime",),                  # the Ray layer: start-up, tasks, Ray Train, Tune glue
     ("stages",),                   # the stage runners
     ("sweep",),                    # sweeps over stages with Tune

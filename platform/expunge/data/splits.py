@@ -119,15 +119,15 @@ class SplitPlan:
 
     def __post_init__(self) -> None:
         self.indices = {k: np.asarray(v, dtype=np.int64) for k, v in self.indices.items()}
+        computed = self._compute_hash()
+        if self.hash and self.hash != computed:
+            raise ArtifactError(f"split plan hash mismatch: stored {self.hash[:12]}, content {computed[:12]}")
+        self.hash = computed
 
     @property
     def spec(self) -> ForgetSpec:
         """The parsed forget spec (its ``kind``, ``cls``, ``classwise``): read here, never re-parsed."""
         return ForgetSpec.parse(self.forget_spec)
-        computed = self._compute_hash()
-        if self.hash and self.hash != computed:
-            raise ArtifactError(f"split plan hash mismatch: stored {self.hash[:12]}, content {computed[:12]}")
-        self.hash = computed
 
     def __getattr__(self, name: str) -> np.ndarray:
         if name in SETS and "indices" in self.__dict__:

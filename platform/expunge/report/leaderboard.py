@@ -1,6 +1,6 @@
 """The report's leaderboard: which columns it shows and which cell is best in each.
 
-Columns are the audit leaderboard's (``expunge.audit.stage``): metric values, ``gap_<m>`` =
+Columns are the audit leaderboard's (``expunge.audit.leaderboard``): metric values, ``gap_<m>`` =
 |m - m_retrain| and ``avg_gap``. "Best" depends on the column, and the report states the rule:
 
 * ``gap_*`` and ``avg_gap``: the smallest gap to retrain;
@@ -14,7 +14,7 @@ the original's: it left the model as it was, so a small gap or run time is no ac
 Each ``<attack>_binui_auc`` is shown with its class-balanced bootstrap 95% interval
 (``_ci_low`` / ``_ci_high`` columns of the audit) in one cell, ``0.612 [0.550, 0.670]``.
 
-The IAM paper's Table 8 verdict (``expunge.audit.stage.add_verdict``) has a table of its own: the
+The IAM paper's Table 8 verdict (``expunge.audit.leaderboard.add_verdict``) has a table of its own: the
 mean IAM score of retained and of forgotten samples and the verdict against retrain's means, with
 the margin the audit used (its ``verdict_margin`` column).
 """
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from expunge.audit.leaderboard import GAP_METRICS, VERDICT_MEANS
 
 #: the headline tables (when their columns are present), each metric followed by its gap to retrain
 HEADLINE = {
@@ -32,9 +34,8 @@ HEADLINE = {
 }
 #: never marked best: the starting point and the reference
 NOT_COMPETING = ("original", "retrain")
-#: a method whose values of these all equal the original's did not change the model (the audit's Avg.
-#: Gap metrics, ``expunge.audit.stage.GAP_METRICS``; not imported, so the report needs no torch)
-CHANGE_METRICS = ("UA", "RA", "TA", "MIA_efficacy")
+#: a method whose values of these all equal the original's did not change the model (the Avg. Gap metrics)
+CHANGE_METRICS = GAP_METRICS
 #: the columns printed to the terminal by ``expunge run`` and ``expunge demo`` (the saved table has them all).
 #: ``<attack>_forget_vs_heldout_auc`` = AUC of the attack separating forget samples from held-out samples
 #: drawn like the forget set (``expunge.metrics.audit_metrics``): near 0.5 when the forget set looks unseen
@@ -42,8 +43,8 @@ SHOWN = ("forget", "method", "UA", "RA", "TA", "MIA_efficacy", "CR_forget", "MIA
          "rmia_binui_auc", "iam_binui_auc", "lira_forget_vs_heldout_auc", "rmia_forget_vs_heldout_auc",
          "iam_forget_vs_heldout_auc", "rcd_steps", "relearn_acc@10", "avg_gap", "RTE_s")
 
-#: the Table 8 verdict table: the audit's IAM means and its verdict (``expunge.audit.stage.add_verdict``)
-VERDICT_COLUMNS = ("iam_retained_mean", "iam_forgotten_mean", "verdict")
+#: the Table 8 verdict table: the audit's IAM means and its verdict (``expunge.audit.leaderboard.add_verdict``)
+VERDICT_COLUMNS = (*VERDICT_MEANS, "verdict")
 
 BEST_RULES = {
     "gap_*": "smallest gap to retrain, |value - value of retrain| (closest to the gold standard)",

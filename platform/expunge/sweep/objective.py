@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from expunge.audit.leaderboard import gaps, is_percent
 from expunge.config.constraint import Constraint, column_value
 from expunge.errors import ConfigError
 
@@ -25,15 +26,10 @@ def trial_row(values: Mapping[str, float], reference: Mapping[str, float],
               original: Mapping[str, float]) -> dict[str, float]:
     """One trial's row from its raw metric values (fractions, as the metrics return them), the
     retrained model's row and the original's row (both already in leaderboard units)."""
-    from expunge.audit.stage import GAP_METRICS, is_percent
-
     row = {k: (100 * float(v) if is_percent(k) else float(v)) for k, v in values.items()}
-    gaps = {f"gap_{k}": abs(row[k] - reference[k]) for k in reference if k in row and k != "RTE_s"}
-    avg = [gaps[f"gap_{k}"] for k in GAP_METRICS if f"gap_{k}" in gaps]
-    if avg:
-        gaps["avg_gap"] = float(np.mean(avg))
+    gap_cols = gaps(row, reference, skip=("RTE_s",))
     drops = {f"{k}_drop": original[k] - row[k] for k in original if k in row and is_percent(k)}
-    return {**row, **gaps, **drops}
+    return {**row, **gap_cols, **drops}
 
 
 def objective_value(row: Mapping[str, float], objective: str | Mapping[str, float]) -> float:
