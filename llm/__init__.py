@@ -1,6 +1,6 @@
 """expunge.llm: auditing (and unlearning) Hugging Face causal language models.
 
-Modules (flat; none imports Ray at import time):
+Modules (flat; none imports Ray: Ray calls go through :mod:`expunge.runtime`):
 
 * :mod:`~expunge.llm.models`: loading a causal LM from a directory or (online) the hub, with
   ``trust_remote_code`` off unless asked; a tiny byte-level GPT-2 built from config, whose tokenizer
@@ -16,7 +16,7 @@ Modules (flat; none imports Ray at import time):
 * :mod:`~expunge.llm.unlearn`: gradient ascent, gradient difference, NPO, SimNPO and RMU, each with
   a search space (optionally LoRA via peft).
 * :mod:`~expunge.llm.artifacts`: models in the artifact store via ``save_pretrained``.
-* :mod:`~expunge.llm.parallel`: Ray actors for scoring and Ray tasks for unlearning.
+* :mod:`~expunge.llm.parallel`: scoring actors and unlearning tasks, run through :mod:`expunge.runtime`.
 * :mod:`~expunge.llm.corpus`, :mod:`~expunge.llm.train`: the embedded demo's corpus and training loop.
 * :mod:`~expunge.llm.tofu`: an offline miniature of TOFU (fictitious authors, QA pairs with
   paraphrased and perturbed answers, forget / retain / holdout splits, world facts, CPython's
@@ -25,6 +25,9 @@ Modules (flat; none imports Ray at import time):
   utility and MUSE's privleak, pure functions and their registry; :mod:`~expunge.llm.qa_scoring`:
   answer-token log-probabilities (cached) and greedy answers for them.
 * :mod:`~expunge.llm.benchmarks`: loaders for TOFU's QA JSON and MUSE-style plain text.
+* Stages, called by the thin jobs: :mod:`~expunge.llm.audit_run` (``llm-audit``),
+  :mod:`~expunge.llm.unlearn_run` with :mod:`~expunge.llm.unlearn_data` and
+  :mod:`~expunge.llm.unlearn_audit` (``llm-unlearn``), :mod:`~expunge.llm.demo_run` (``llm-demo``).
 
 Jobs: ``python -m expunge.jobs.llm_demo``, ``python -m expunge.jobs.llm_audit``,
 ``python -m expunge.jobs.bench_llm``.
