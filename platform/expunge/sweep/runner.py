@@ -12,6 +12,7 @@ import math
 import re
 import shutil
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -177,16 +178,26 @@ def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
-    """Run (or resume) the config's ``sweep:`` block; returns the results table and artifact path."""
-    from expunge.runtime import run_tasks
-    from expunge.stages.fleet import run_fleet
-    from expunge.stages.original import run_original
-    from expunge.stages.pipeline import unlearn_task
-    from expunge.sweep.plots import sweep_figures
-    from expunge.sweep.progress import ENDED, SweepProgress
-    from expunge.runtime.tune import search_algorithm, to_tune, trainable as tune_trainable
-    from expunge.sweep.trial import run_trial
+@dataclass
+class _Setup:
+    """What every step of a sweep reads: the checked config, its spaces and each seed's experiment."""
+    cfg: ExperimentConfig  # run directory made absolute (Tune's trials run elsewhere)
+    user_storage: str  # the storage as written, for the best-config YAMLs
+    metrics: list[str]
+    spaces: dict[str, dict[str, Any]]
+    constraints: list[Constraint]
+    per_seed: list[ExperimentConfig]
+    exps: list[Experiment]
+    results_store: Store
+
+    @property
+    def sweep(self) -> SweepConfig:
+        return self.cfg.sweep
+
+
+def _checked(cfg: ExperimentConfig, rebuild: bool, use_ray: bool) -> _Setup:
+    """Check the config, spaces, search algorithm and every seed's experiment before any compute."""
+    from expunge.runtime.tune import search_algorithm, to_tune
 
     sweep = cfg.sweep
     if not sweep.methods:
@@ -213,71 +224,100 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     results_store = exps[0].store if not cfg.seeds else Store(cfg.run_dir)
     if not rebuild:  # damaged results of an earlier run of this sweep: refused now, not after the trials
         results_store.check_intact("sweeps", sweep.name)
-    plan = exps[0].plan
-    seeds_text = f", seeds {', '.join(str(c.seed) for c in per_seed)} (scored on the mean)" if cfg.seeds else ""
-    log(f"sweep {sweep.name}: {', '.join(spaces)} on {cfg.data.dataset}, forget {cfg.data.forget} "
-        f"({len(plan.forget)} samples); objective {sweep.objective} ({sweep.mode}), scheduler {sweep.scheduler}, "
-        f"search {sweep.search}{seeds_text}")
+    return _Setup(cfg, user_storage, metrics, spaces, constraints, per_seed, exps, results_store)
 
-    # the gold standard and the references, once per seed; trials only read their cached outputs
+
+def _announce(s: _Setup) -> None:
+    """The sweep's opening log line: methods, dataset, forget set, objective, scheduler, search, seeds."""
+    cfg, sweep = s.cfg, s.sweep
+    seeds_text = f", seeds {', '.join(str(c.seed) for c in s.per_seed)} (scored on the mean)" if cfg.seeds else ""
+    log(f"sweep {sweep.name}: {', '.join(s.spaces)} on {cfg.data.dataset}, forget {cfg.data.forget} "
+        f"({len(s.exps[0].plan.forget)} samples); objective {sweep.objective} ({sweep.mode}), "
+        f"scheduler {sweep.scheduler}, search {sweep.search}{seeds_text}")
+
+
+def _references(s: _Setup, rebuild: bool, use_ray: bool) -> list[dict[str, Any]]:
+    """Prepare the reference per seed (original, retrain, shadows, reference rows); trials only read them."""
+    from expunge.runtime import run_tasks
+    from expunge.stages.fleet import run_fleet
+    from expunge.stages.original import run_original
+    from expunge.stages.pipeline import unlearn_task
+
+    cfg, retrain = s.cfg, MethodSpec(name="retrain")
     runs = []
-    for c, e in zip(per_seed, exps):
+    for c, e in zip(s.per_seed, s.exps):
         run_original(c, rebuild, use_ray)
         run_tasks(unlearn_task, [{"cfg": c.model_dump(), "spec": retrain.model_dump(), "rebuild": rebuild}],
                   desc=f"retrain (reference{f', seed {c.seed}' if cfg.seeds else ''})", use_ray=use_ray)
         if c.audit.shadows:
             run_fleet(audit_shadow_config(c), rebuild, use_ray)
-        reference, original = reference_rows(e, metrics)
+        reference, original = reference_rows(e, s.metrics)
         runs.append({"experiment": c.model_dump(mode="json"), "reference": reference, "original": original})
-        log(f"sweep {sweep.name}: reference retrain{f' (seed {c.seed})' if cfg.seeds else ''} " + ", ".join(
+        log(f"sweep {s.sweep.name}: reference retrain{f' (seed {c.seed})' if cfg.seeds else ''} " + ", ".join(
             f"{k} {reference[k]:.2f}" for k in ("UA", "RA", "TA", "MIA_efficacy") if k in reference))
-    reference = mean_row([r["reference"] for r in runs])
-    original = mean_row([r["original"] for r in runs])
-    columns = {*trial_row({k: 0.0 for k in reference if k != "RTE_s"}, reference, original), "RTE_s"}
-    check_columns(columns, sweep.objective, constraints, sweep.pareto)
+    return runs
 
-    tune_root = join_uri(cfg.run_dir, "tune", sweep.name)
-    state = {"sweep": sweep.model_dump(mode="json", exclude={"max_concurrent"}), "metrics": metrics,
-             "split_hash": [e.plan.hash for e in exps] if cfg.seeds else plan.hash,
-             "reference": ([{k: round(v, 9) for k, v in r["reference"].items() if k != "RTE_s"} for r in runs]
-                           if cfg.seeds else {k: round(v, 9) for k, v in reference.items() if k != "RTE_s"}),
-             # where the run directory lies is not what it holds: a moved or copied run resumes
-             "experiment": short_hash(cfg.model_dump(mode="json", exclude={"sweep", "unlearn", "fleet", "scaling",
-                                                                          "storage"}))}
-    _state_check(tune_root, state, rebuild)
+
+def _sweep_state(s: _Setup, runs: list[dict[str, Any]], reference: dict[str, float]) -> dict[str, Any]:
+    """The sweep's state: what its Tune directory was made with, checked before it is resumed."""
+    cfg = s.cfg
+    return {"sweep": s.sweep.model_dump(mode="json", exclude={"max_concurrent"}), "metrics": s.metrics,
+            "split_hash": [e.plan.hash for e in s.exps] if cfg.seeds else s.exps[0].plan.hash,
+            "reference": ([{k: round(v, 9) for k, v in r["reference"].items() if k != "RTE_s"} for r in runs]
+                          if cfg.seeds else {k: round(v, 9) for k, v in reference.items() if k != "RTE_s"}),
+            # where the run directory lies is not what it holds: a moved or copied run resumes
+            "experiment": short_hash(cfg.model_dump(mode="json", exclude={"sweep", "unlearn", "fleet", "scaling",
+                                                                         "storage"}))}
+
+
+def _run_method(s: _Setup, method: SweepMethod, runs: list[dict[str, Any]], tune_root: str,
+                rebuild: bool) -> list[dict[str, Any]]:
+    """Run (or resume) one method's Tuner and collect its rows; an unfinished run is SweepInterrupted."""
+    from expunge.runtime.tune import trainable as tune_trainable
+    from expunge.sweep.progress import ENDED, SweepProgress
+    from expunge.sweep.trial import run_trial
+
+    cfg, sweep = s.cfg, s.sweep
     sweep_dict = {"objective": sweep.objective, "mode": sweep.mode, "constraints": sweep.constraints}
-    rows: list[dict[str, Any]] = []
-    for method in sweep.methods:
-        space = spaces[method.name]
-        trainable = tune_trainable(run_trial, sweep.cpus_per_trial, sweep.gpus_per_trial, runs=runs,
-                                   method=method.name, fixed=dict(method.params), metrics=metrics, sweep=sweep_dict)
-        progress = SweepProgress(method.name, expected_trials(space, sweep))
-        path = join_uri(tune_root, slug(method.name))
-        ENDED.pop(method.name, None)
-        try:
-            grid = _tuner(trainable, space, sweep, method, path, tune_root, cfg.seed, progress,
-                          max_epochs(method, space, cfg.train.epochs), rebuild).fit()
-        finally:
-            if "://" not in path:
-                seal(path)  # the state a later run may restore from, as this run left it
-        if len(grid) < expected_trials(space, sweep) or any(not r.metrics and r.error is None for r in grid):
-            # Tune stops gracefully on SIGINT and saves its state; the same command resumes it
-            # as the last progress line said (a trial interrupted while running has metrics too)
-            finished = ENDED.get(method.name, sum(1 for r in grid if (r.metrics or {}).get("final")
-                                                  or r.error is not None))
-            raise SweepInterrupted(f"sweep {sweep.name} interrupted during {method.name} ({finished} of "
-                                   f"{expected_trials(space, sweep)} trials finished); rerun the same command "
-                                   "to resume it")
-        rows += _trial_rows(method.name, grid, space)
+    space = s.spaces[method.name]
+    trainable = tune_trainable(run_trial, sweep.cpus_per_trial, sweep.gpus_per_trial, runs=runs,
+                               method=method.name, fixed=dict(method.params), metrics=s.metrics, sweep=sweep_dict)
+    progress = SweepProgress(method.name, expected_trials(space, sweep))
+    path = join_uri(tune_root, slug(method.name))
+    ENDED.pop(method.name, None)
+    try:
+        grid = _tuner(trainable, space, sweep, method, path, tune_root, cfg.seed, progress,
+                      max_epochs(method, space, cfg.train.epochs), rebuild).fit()
+    finally:
+        if "://" not in path:
+            seal(path)  # the state a later run may restore from, as this run left it
+    if len(grid) < expected_trials(space, sweep) or any(not r.metrics and r.error is None for r in grid):
+        # Tune stops gracefully on SIGINT and saves its state; the same command resumes it
+        # as the last progress line said (a trial interrupted while running has metrics too)
+        finished = ENDED.get(method.name, sum(1 for r in grid if (r.metrics or {}).get("final")
+                                              or r.error is not None))
+        raise SweepInterrupted(f"sweep {sweep.name} interrupted during {method.name} ({finished} of "
+                               f"{expected_trials(space, sweep)} trials finished); rerun the same command "
+                               "to resume it")
+    return _trial_rows(method.name, grid, space)
 
+
+def _results_table(rows: list[dict[str, Any]], sweep: SweepConfig) -> tuple[pd.DataFrame, pd.Series]:
+    """All methods' trials in one table with its Pareto column, and which rows are feasible completed."""
     table = pd.DataFrame(rows)
     ok = (table["status"] == "completed") & table.get("feasible", False).fillna(False).astype(bool)
     front = pd.Series(False, index=table.index)
     if sweep.pareto and ok.any():
         front[ok] = pareto_front(table[ok], sweep.pareto)
     table["pareto"] = front
-    files: dict[str, Any] = {"results.parquet": table, "results.csv": table}
-    fixed = {m.name: dict(m.params) for m in sweep.methods}
+    return table, ok
+
+
+def _best_configs(s: _Setup, table: pd.DataFrame, ok: pd.Series,
+                  fixed: dict[str, dict[str, Any]]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The best feasible trial by the objective and by each Pareto column: its YAML file and summary."""
+    sweep = s.sweep
+    files: dict[str, str] = {}
     bests: dict[str, Any] = {}
     targets = {"objective": sweep.mode, **sweep.pareto}
     for what, mode in targets.items():
@@ -286,27 +326,49 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
             continue
         row = cand.loc[cand[what].idxmin() if mode == "min" else cand[what].idxmax()]
         name = f"best_{slug(what)}.yaml"
-        files[name] = best_yaml(cfg, user_storage, row, fixed[row["method"]], what, metrics)
+        files[name] = best_yaml(s.cfg, s.user_storage, row, fixed[row["method"]], what, s.metrics)
         bests[what] = {"file": name, "method": row["method"], "trial_id": row["trial_id"], "value": float(row[what])}
+    return files, bests
+
+
+def _result_files(s: _Setup, table: pd.DataFrame, ok: pd.Series, runs: list[dict[str, Any]],
+                  reference: dict[str, float],
+                  original: dict[str, float]) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame]:
+    """The sweep's files (results, best configs, leaderboard, tuned methods, Pareto front, figures, summary)."""
+    from expunge.sweep.plots import sweep_figures
+
+    cfg, sweep = s.cfg, s.sweep
+    files: dict[str, Any] = {"results.parquet": table, "results.csv": table}
+    fixed = {m.name: dict(m.params) for m in sweep.methods}
+    best_files, bests = _best_configs(s, table, ok, fixed)
+    files.update(best_files)
     leaderboard = _leaderboard(table, ok, sweep.mode)
     files["leaderboard.csv"] = leaderboard
     files["tuned_methods.yaml"] = tuned_methods_yaml(cfg, table, ok, fixed)
     files["pareto.csv"] = table[table["pareto"]]
-    files.update(sweep_figures(table, spaces, sweep))
+    files.update(sweep_figures(table, s.spaces, sweep))
     files["summary.json"] = {"objective": sweep.objective, "mode": sweep.mode, "constraints": sweep.constraints,
                              "pareto": sweep.pareto, "seeds": cfg.seeds or [cfg.seed],
                              "reference_retrain": reference, "original": original,
-                             "reference_retrain_per_seed": {str(c.seed): r["reference"] for c, r in zip(per_seed, runs)},
+                             "reference_retrain_per_seed": {str(c.seed): r["reference"] for c, r in zip(s.per_seed, runs)},
                              "best": bests, "trials": int(len(table)),
                              "status": table["status"].value_counts().to_dict()}
     from expunge.report.markdown import markdown_table
 
     files["leaderboard.md"] = (f"# sweep `{sweep.name}`: best trial per method by {sweep.objective} ({sweep.mode})\n\n"
                                + markdown_table(leaderboard) + "\n")
-    art = results_store.put("sweeps", sweep.name, files, config={"sweep": sweep.model_dump(mode="json"), "metrics": metrics,
-                                                         "seeds": cfg.seeds, "split_hashes": state["split_hash"]},
-                    split_hash=None if cfg.seeds else plan.hash, seed=None if cfg.seeds else cfg.seed, replace=True,
-                    repair=rebuild)
+    return files, bests, leaderboard
+
+
+def _publish(s: _Setup, files: dict[str, Any], state: dict[str, Any], table: pd.DataFrame,
+             leaderboard: pd.DataFrame, bests: dict[str, Any], rebuild: bool) -> str:
+    """Store the sweep's files as one artifact, print the leaderboard and log where everything lies."""
+    cfg, sweep = s.cfg, s.sweep
+    art = s.results_store.put("sweeps", sweep.name, files,
+                              config={"sweep": sweep.model_dump(mode="json"), "metrics": s.metrics,
+                                      "seeds": cfg.seeds, "split_hashes": state["split_hash"]},
+                              split_hash=None if cfg.seeds else s.exps[0].plan.hash,
+                              seed=None if cfg.seeds else cfg.seed, replace=True, repair=rebuild)
     print(leaderboard.to_string(index=False), flush=True)
     counts = table["status"].value_counts().to_dict()
     log(f"sweep {sweep.name}: {len(table)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())})")
@@ -314,8 +376,31 @@ def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
         log(f"best by {what}: {b['method']} ({b['value']:.4g}) -> {art.path}/{b['file']}")
     log(f"tuned methods (unlearn.methods at each method's best trial): {art.path}/tuned_methods.yaml")
     log(f"sweep results: {art.path}")
-    return {"table": table, "leaderboard": leaderboard, "best": bests, "path": art.path,
-            "reference": reference, "references": {c.seed: r["reference"] for c, r in zip(per_seed, runs)},
+    return art.path
+
+
+def run_sweep(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
+    """Run (or resume) the config's ``sweep:`` block; returns the results table and artifact path."""
+    s = _checked(cfg, rebuild, use_ray)
+    _announce(s)
+    runs = _references(s, rebuild, use_ray)
+    reference = mean_row([r["reference"] for r in runs])
+    original = mean_row([r["original"] for r in runs])
+    columns = {*trial_row({k: 0.0 for k in reference if k != "RTE_s"}, reference, original), "RTE_s"}
+    check_columns(columns, s.sweep.objective, s.constraints, s.sweep.pareto)
+
+    tune_root = join_uri(s.cfg.run_dir, "tune", s.sweep.name)
+    state = _sweep_state(s, runs, reference)
+    _state_check(tune_root, state, rebuild)
+    rows: list[dict[str, Any]] = []
+    for method in s.sweep.methods:
+        rows += _run_method(s, method, runs, tune_root, rebuild)
+
+    table, ok = _results_table(rows, s.sweep)
+    files, bests, leaderboard = _result_files(s, table, ok, runs, reference, original)
+    path = _publish(s, files, state, table, leaderboard, bests, rebuild)
+    return {"table": table, "leaderboard": leaderboard, "best": bests, "path": path,
+            "reference": reference, "references": {c.seed: r["reference"] for c, r in zip(s.per_seed, runs)},
             "tune_path": tune_root}
 
 
