@@ -21,14 +21,19 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
 
-    def register(self, name: str | None = None) -> Callable[[T], T]:
-        """Decorator: ``@MODELS.register("cnn")`` (the name defaults to the object's ``__name__``)."""
+    def register(self, key: str | None = None, /, **attrs: Any) -> Callable[[T], T]:
+        """The one register signature: ``@REGISTRY.register("name", **declared)``. The name defaults to
+        the object's ``__name__``; each keyword is set as an attribute of the registered object (what
+        it declares about itself: a method's ``name``, an attack's ``needs``, an LLM method's
+        ``needs_retain``), so every registry's entries describe themselves the same way."""
 
         def deco(obj: T) -> T:
-            key = name or getattr(obj, "__name__")
-            if key in self._entries and self._entries[key] is not obj:
-                raise ValueError(f"{self.kind} {key!r} is registered twice")
-            self._entries[key] = obj
+            name = key or getattr(obj, "__name__")
+            if name in self._entries and self._entries[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            for attr, value in attrs.items():
+                setattr(obj, attr, value)
+            self._entries[name] = obj
             return obj
 
         return deco
@@ -59,12 +64,7 @@ class Registry(Generic[T]):
         if unknown:
             raise ValueError(f"unknown needs {unknown}")
 
-        def deco(fn: T) -> T:
-            fn.needs = frozenset(needs)  # type: ignore[attr-defined]
-            fn.defaults = dict(defaults)  # type: ignore[attr-defined]
-            return self.register(name)(fn)
-
-        return deco
+        return self.register(name, needs=frozenset(needs), defaults=dict(defaults))
 
     def resolve_adapters(self, names: Sequence[str] | None, available: set[str], strict: bool,
                          describe_need: Callable[[str], str] = str) -> tuple[list[str], dict[str, str]]:

@@ -1,6 +1,11 @@
 """Reading configs: YAML (duplicate keys refused), ``base:`` includes, ``key=value`` overrides, and
 schema validation with one-line errors that name the dotted key.
 
+Merging (``base:`` includes, overrides over the file) is OmegaConf's. Parsing stays with PyYAML and
+:func:`load_yaml`, for one reason: a repeated key is refused with its dotted path and both line
+numbers (``duplicate key audit.params.rmia.gamma (lines 4 and 9)``), where OmegaConf's loader names
+the key alone.
+
 Registry names are not checked here (the schema imports no registry): :func:`expunge.resolve.load_config`
 reads with :func:`read_config` and then resolves.
 """
@@ -12,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ValidationError
 
 from expunge.config.schema import ExperimentConfig
@@ -113,8 +120,13 @@ def load_yaml(text: str, source: str, path: str = "") -> Any:
 
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["train.epochs=5", "data.forget=class:3"]`` -> nested dict (values parsed as YAML scalars)."""
-    out: dict[str, Any] = {}
+    """``["train.epochs=5", "data.forget=class:3"]`` -> nested dict, built with OmegaConf.
+
+    Each value is parsed by :func:`load_yaml`, the loader of config files, so ``key=value`` means
+    what ``key: value`` means in a file (YAML 1.2 floats such as ``1e-4``; ``${...}`` is kept as text,
+    never interpolated); OmegaConf's own dotlist grammar differs in details (``x=`` is null there).
+    """
+    out = OmegaConf.create({})
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w.]*", key):
@@ -123,24 +135,29 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
             value = load_yaml(raw, f"override {item!r}", key) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override of {p}")
-        node[parts[-1]] = value
-    return out
+        parent = key.rpartition(".")[0]
+        if parent and not isinstance(OmegaConf.select(out, parent, default={}), (dict, DictConfig)):
+            raise ConfigError(f"override {item!r} conflicts with another override of {parent}")
+        try:
+            OmegaConf.update(out, key, _omega(value, f"override {item!r}"), merge=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"override {item!r}: {str(exc).splitlines()[0]}") from None
+    return OmegaConf.to_container(out, resolve=False)
 
 
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
+def _omega(value: Any, source: str) -> Any:
+    """``value`` as OmegaConf takes it; a YAML value it cannot hold (a date, a binary) is a ConfigError."""
+    try:
+        return OmegaConf.create(value) if isinstance(value, (dict, list)) else value
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{source}: {str(exc).splitlines()[0]}") from None
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """``extra`` merged over ``base`` by OmegaConf: mappings merge key by key, anything else (lists
+    included) is replaced; strings are kept as written (no interpolation)."""
+    merged = OmegaConf.merge(_omega(base, source), _omega(extra, source))
+    return OmegaConf.to_container(merged, resolve=False)
 
 
 def read_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -171,7 +188,7 @@ def read_yaml(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str
     base_path = (p.parent / base).resolve()
     if base_path in _seen or base_path == p.resolve():
         raise ConfigError(f"config file {path}: base {base} includes itself")
-    return deep_merge(read_yaml(base_path, (*_seen, p.resolve())), data)
+    return deep_merge(read_yaml(base_path, (*_seen, p.resolve())), data, f"config file {path}")
 
 
 def validate(model: type[BaseModel], data: dict[str, Any], source: str = "config"):

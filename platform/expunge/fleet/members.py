@@ -22,11 +22,11 @@ from expunge.store import Artifact
 from expunge.versions import code_version
 
 if TYPE_CHECKING:
-    from expunge.config import ExperimentConfig
+    from expunge.config import ExperimentConfig, FleetConfig
 
 
-def fleet_name(ex: Experiment) -> str:
-    f = ex.cfg.fleet
+def fleet_name(f: "FleetConfig") -> str:
+    """The fleet's name in the store (``fleets/<name>``, members ``models/fleet-<name>/<i>``)."""
     if f.kind == "shadow":
         return f"shadow-{f.policy}"
     if f.kind == "unlearned":
@@ -34,8 +34,8 @@ def fleet_name(ex: Experiment) -> str:
     return "retrain"
 
 
-def member_key(ex: Experiment, i: int) -> str:
-    return f"fleet-{fleet_name(ex)}/{i:04d}"
+def member_key(f: "FleetConfig", i: int) -> str:
+    return f"fleet-{fleet_name(f)}/{i:04d}"
 
 
 def member_seed(ex: Experiment, i: int) -> int:
@@ -69,10 +69,10 @@ def train_member(ex: Experiment, i: int) -> Artifact:
     f = ex.cfg.fleet
     seed = member_seed(ex, i)
     if f.kind != "unlearned":
-        return ex.trained(member_key(ex, i), member_indices(ex, i), seed, member_config(ex, i), f"fleet-{f.kind}")
+        return ex.trained(member_key(ex.cfg.fleet, i), member_indices(ex, i), seed, member_config(ex, i), f"fleet-{f.kind}")
     original = ex.trained(f"fleet-original/{i:04d}", ex.plan.train, seed, {"role": "fleet-original", "member": i},
                           "fleet-original")
-    return ex.unlearn(f.method, original=original, key=member_key(ex, i), seed=seed)
+    return ex.unlearn(f.method, original=original, key=member_key(ex.cfg.fleet, i), seed=seed)
 
 
 def train_members_batched(ex: Experiment, members: list[int]) -> list[Artifact]:
@@ -83,7 +83,7 @@ def train_members_batched(ex: Experiment, members: list[int]) -> list[Artifact]:
     from expunge.train.engine import seed_everything
     from expunge.train.ensemble import train_ensemble
 
-    todo = [i for i in members if ex.rebuild or not ex.store.exists("models", member_key(ex, i))]
+    todo = [i for i in members if ex.rebuild or not ex.store.exists("models", member_key(ex.cfg.fleet, i))]
     trained: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     seconds = 0.0
     if todo:
@@ -106,7 +106,7 @@ def train_members_batched(ex: Experiment, members: list[int]) -> list[Artifact]:
     arts = []
     for i in members:
         f = ex.cfg.fleet
-        arts.append(ex.trained(member_key(ex, i), member_indices(ex, i), member_seed(ex, i), member_config(ex, i),
+        arts.append(ex.trained(member_key(ex.cfg.fleet, i), member_indices(ex, i), member_seed(ex, i), member_config(ex, i),
                                f"fleet-{f.kind}", fit=fit_from(i) if i in trained else None,
                                run_time_s=seconds if i in trained else None))
     return arts
@@ -128,7 +128,7 @@ def check_members(ex: Experiment) -> None:
     if ex.rebuild:
         return
     for i in range(ex.cfg.fleet.size):
-        key = member_key(ex, i)
+        key = member_key(ex.cfg.fleet, i)
         if ex.store.exists("models", key):
             expect = ex.trained_expect(member_config(ex, i), member_seed(ex, i)) if ex.cfg.fleet.kind != "unlearned" else None
             ex.store.get("models", key, expect=expect, verify=True)
@@ -146,8 +146,8 @@ def write_membership(ex: Experiment) -> Artifact:
     """K x N membership matrix over dataset positions (written last, after every member)."""
     k = ex.cfg.fleet.size
     matrix = membership_matrix([member_indices(ex, i) for i in range(k)], len(ex.dataset))
-    return ex.store.put("fleets", fleet_name(ex), {"membership.npy": matrix,
-                                                   "members.json": [member_key(ex, i) for i in range(k)]},
+    return ex.store.put("fleets", fleet_name(ex.cfg.fleet), {"membership.npy": matrix,
+                                                   "members.json": [member_key(ex.cfg.fleet, i) for i in range(k)]},
                         config=ex.cfg.fleet.model_dump(), split_hash=ex.plan.hash, seed=ex.cfg.seed, replace=True, repair=ex.rebuild,
                         code_version=code_version("fleet"))
 
@@ -163,5 +163,6 @@ def audit_shadow_config(cfg: "ExperimentConfig") -> "ExperimentConfig":
 
 
 def audit_shadow_keys(ex: Experiment) -> list[str]:
-    shadow_ex = Experiment(audit_shadow_config(ex.cfg), rebuild=ex.rebuild, verbose=False)
-    return [member_key(shadow_ex, i) for i in range(ex.cfg.audit.shadows)]
+    """The store keys of the audit's shadow models."""
+    fleet = audit_shadow_config(ex.cfg).fleet
+    return [member_key(fleet, i) for i in range(ex.cfg.audit.shadows)]

@@ -48,7 +48,7 @@ def run_fleet(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
     ex = Experiment(cfg, rebuild=rebuild)
     ex.preflight([f.method] if f.method else [])
     check_members(ex)
-    log(f"fleet {fleet_name(ex)}: {f.size} models of {cfg.model.name} on {cfg.data.dataset} "
+    log(f"fleet {fleet_name(f)}: {f.size} models of {cfg.model.name} on {cfg.data.dataset} "
         f"({f.cpus_per_model:g} CPU, {f.gpus_per_model:g} GPU each)")
     if f.ensemble > 1:  # E members per task, one batched step for all of them
         from expunge.fleet.members import batched_groups
@@ -58,17 +58,17 @@ def run_fleet(cfg: ExperimentConfig, rebuild: bool = False, use_ray: bool = True
         groups = batched_groups(ex, list(range(f.size)))
         done = run_tasks(ensemble_task, [{"cfg": cfg.model_dump(), "members": g, "rebuild": rebuild} for g in groups],
                          num_cpus=f.cpus_per_model, num_gpus=f.gpus_per_model, max_retries=f.max_retries,
-                         desc=f"fleet {fleet_name(ex)} (ensembles of {f.ensemble})", unit="ensemble", use_ray=use_ray)
+                         desc=f"fleet {fleet_name(f)} (ensembles of {f.ensemble})", unit="ensemble", use_ray=use_ray)
         by_member = {i: r for g, rs in zip(groups, done) for i, r in zip(g, rs)}
         results = [by_member[i] for i in range(f.size)]
     else:
         results = run_tasks(member_task, [{"cfg": cfg.model_dump(), "i": i, "rebuild": rebuild} for i in range(f.size)],
                             num_cpus=f.cpus_per_model, num_gpus=f.gpus_per_model, max_retries=f.max_retries,
-                            desc=f"fleet {fleet_name(ex)}", unit="model", use_ray=use_ray)
+                            desc=f"fleet {fleet_name(f)}", unit="model", use_ray=use_ray)
     art = write_membership(ex)
     log(f"fleet membership: {art.path}/membership.npy")
     if f.kind == "unlearned":  # with a retrain fleet of the same size, the challenge's per-example epsilon
-        retrain = Experiment(cfg.model_copy(update={"fleet": f.model_copy(update={"kind": "retrain", "method": None})}))
+        retrain = f.model_copy(update={"kind": "retrain", "method": None})
         keys = [member_key(retrain, i) for i in range(f.size)]
         if all(ex.store.exists("models", k) for k in keys):
             from expunge.audit.fleet_epsilon import fleet_epsilon
