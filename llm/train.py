@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from expunge.llm.unlearn import make_batch, mean_token_nll
+from expunge.train.engine import run_steps
+from expunge.train.optim import OptimizerSpec, build_optimizer
 
 
 @contextlib.contextmanager
@@ -38,25 +40,21 @@ def train_lm(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], *, st
     device = next(model.parameters()).device
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = build_optimizer(model.parameters(), OptimizerSpec("adamw", lr, weight_decay=weight_decay))
     decay_from = int(0.8 * steps)
-    losses = []
-    model.train()
-    for step in range(steps):
-        if step >= decay_from:
-            for g in opt.param_groups:
-                g["lr"] = lr * (steps - step) / max(1, steps - decay_from)
-        batch = make_batch(tokenizer, rng.choices(texts, k=batch_size), max_length, device)
-        loss = mean_token_nll(model, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        losses.append(float(loss.detach()))
+
+    def lr_at(step: int) -> float:
+        return lr if step < decay_from else lr * (steps - step) / max(1, steps - decay_from)
+
+    def report(step: int, loss: torch.Tensor) -> None:
         if on_step is not None:
             model.eval()
-            on_step(step + 1, losses[-1])
+            on_step(step, float(loss))
             model.train()
+
+    batches = (make_batch(tokenizer, rng.choices(texts, k=batch_size), max_length, device) for _ in range(steps))
+    model.train()
+    losses = run_steps(opt, batches, lambda batch: mean_token_nll(model, batch), lr_at=lr_at, grad_clip=grad_clip,
+                       on_step=report)
     model.eval()
-    return losses
+    return [float(loss) for loss in losses]

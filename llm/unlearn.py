@@ -66,6 +66,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from expunge.errors import ConfigError, ExpungeError
 from expunge.llm.models import check_same_tokenizer, encode_texts, pad_id
 from expunge.registry import Registry
+from expunge.train.engine import run_steps
+from expunge.train.optim import OptimizerSpec, build_optimizer
 from expunge.unlearn.space import Domain, choice, loguniform, randint, uniform
 
 LLM_METHODS: Registry = Registry("LLM unlearning method")
@@ -220,14 +222,8 @@ def register_method(name: str, needs_retain: bool, needs_reference: bool, *, ret
     """Register a loss ``fn(model, forget, retain, ctx)``. ``retain_weight`` names the config field
     weighting its retain term (0 = no retain set needed); ``search_space(num_layers)`` its own sweep
     domains beyond lr and epochs."""
-    def deco(fn: Callable) -> Callable:
-        fn.needs_retain = needs_retain
-        fn.needs_reference = needs_reference
-        fn.retain_weight = retain_weight
-        fn.own_space = search_space or (lambda num_layers: {})
-        return LLM_METHODS.register(name)(fn)
-
-    return deco
+    return LLM_METHODS.register(name, needs_retain=needs_retain, needs_reference=needs_reference,
+                                retain_weight=retain_weight, own_space=search_space or (lambda num_layers: {}))
 
 
 # --- search spaces ---------------------------------------------------------------------------
@@ -643,7 +639,7 @@ def _loop(model: torch.nn.Module, tokenizer: Any, forget: Sequence[Item], retain
     params = [p for p in model.parameters() if p.requires_grad]
     # the module the loss runs through (a DDP wrapper when prepared); checkpoints take the inner one
     net = prepare(model) if prepare is not None else model
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = build_optimizer(params, OptimizerSpec("adamw", cfg.lr, weight_decay=cfg.weight_decay))
     n_f = len(forget)
     bs = min(cfg.batch_size, n_f)
     if bs < shard[1]:
@@ -662,36 +658,40 @@ def _loop(model: torch.nn.Module, tokenizer: Any, forget: Sequence[Item], retain
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
         order, pos, start = list(resume["order"]), int(resume["pos"]), int(resume["step"])
         losses = list(resume.get("losses", []))
-    t0 = time.perf_counter()
-    model.train()
-    for step in range(start, steps):
-        if pos + bs > n_f:
-            order = torch.randperm(n_f, generator=gen).tolist()
-            pos = 0
-        fb = make_batch(tokenizer, _rows([forget[i] for i in order[pos:pos + bs]], shard), cfg.max_length, device)
-        pos += bs
-        rb = None
-        if retain:
-            ridx = torch.randint(0, len(retain), (bs,), generator=gen).tolist()
-            rb = make_batch(tokenizer, _rows([retain[i] for i in ridx], shard), cfg.max_length, device)
-        loss = method(net, fb, rb, ctx)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        losses.append(float(loss.detach()))
-        if log and (step + 1) % max(1, steps // 5) == 0:
-            log(f"  {cfg.method} step {step + 1}/{steps}: loss {losses[-1]:.4f}")
-        if on_epoch is not None and step + 1 in ends:
+
+    def batches():  # the next shuffled forget batch and a random retain batch, per step
+        nonlocal order, pos
+        for _ in range(start, steps):
+            if pos + bs > n_f:
+                order = torch.randperm(n_f, generator=gen).tolist()
+                pos = 0
+            fb = make_batch(tokenizer, _rows([forget[i] for i in order[pos:pos + bs]], shard), cfg.max_length,
+                            device)
+            pos += bs
+            rb = None
+            if retain:
+                ridx = torch.randint(0, len(retain), (bs,), generator=gen).tolist()
+                rb = make_batch(tokenizer, _rows([retain[i] for i in ridx], shard), cfg.max_length, device)
+            yield fb, rb
+
+    def on_step(step: int, loss: torch.Tensor) -> None:  # step: steps taken, 1-based
+        losses.append(float(loss))
+        if log and step % max(1, steps // 5) == 0:
+            log(f"  {cfg.method} step {step}/{steps}: loss {losses[-1]:.4f}")
+        if on_epoch is not None and step in ends:
             model.eval()
-            state = {"step": step + 1, "epoch": ends[step + 1], "optimizer": opt.state_dict(),
+            state = {"step": step, "epoch": ends[step], "optimizer": opt.state_dict(),
                      "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "order": list(order),
                      "pos": pos, "losses": list(losses)}
             if device.type == "cuda":
                 state["cuda_rng"] = torch.cuda.get_rng_state(device)
-            on_epoch(ends[step + 1], copy.deepcopy(model).merge_and_unload() if cfg.lora else model, state)
+            on_epoch(ends[step], copy.deepcopy(model).merge_and_unload() if cfg.lora else model, state)
             model.train()
+
+    t0 = time.perf_counter()
+    model.train()
+    run_steps(opt, batches(), lambda batch: method(net, *batch, ctx), step=start, grad_clip=cfg.grad_clip,
+              on_step=on_step)
     model.eval()
     if cfg.lora:
         model = model.merge_and_unload()

@@ -8,7 +8,7 @@ from expunge.data import DeviceData, SplitPlan
 from expunge.data.augment import random_crop, random_flip
 from expunge.models import create_model
 from expunge.train import accuracy, evaluate, seed_everything, train
-from expunge.train.engine import lr_factor
+from expunge.train.optim import lr_factor
 
 
 def test_cnn_reaches_90_percent_on_digits(digits):

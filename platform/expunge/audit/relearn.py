@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from expunge.data.device import DeviceData
-from expunge.train.engine import accuracy, evaluate
+from expunge.train.engine import accuracy, evaluate, run_steps
+from expunge.train.optim import OptimizerSpec, build_optimizer
 
 
 def flat_params(model: nn.Module) -> torch.Tensor:
@@ -79,25 +80,29 @@ def relearn(model: nn.Module, data: DeviceData, train_idx: np.ndarray, eval_sets
         curve.dist_original.append(float(torch.linalg.vector_norm(p - orig)) if orig is not None else float("nan"))
         return stop_when is not None and curve.acc[stop_when[0]][-1] >= stop_when[1]
 
+    stopped = False
+
+    def on_step(step: int, loss: torch.Tensor) -> bool:  # evaluate on schedule; True ends the run
+        nonlocal stopped
+        if eval_every_steps and step % eval_every_steps == 0 and record(step):
+            stopped = True
+        elif max_steps is not None and step >= max_steps:
+            record(step)
+            stopped = True
+        return stopped
+
     if record(0):
         return curve
     step = 0
     opt = None
     for epoch in range(1, epochs + 1):
         if opt is None or reset_optimizer_each_epoch:
-            opt = torch.optim.SGD(work.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+            opt = build_optimizer(work.parameters(), OptimizerSpec("sgd", lr, momentum, weight_decay))
         work.train()
-        for x, y, _ in data.loader(train_idx, batch_size, shuffle=True, generator=gen):
-            loss = F.cross_entropy(work(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if eval_every_steps and step % eval_every_steps == 0 and record(step):
-                return curve
-            if max_steps is not None and step >= max_steps:
-                record(step)
-                return curve
+        step += len(run_steps(opt, data.loader(train_idx, batch_size, shuffle=True, generator=gen),
+                              lambda batch: F.cross_entropy(work(batch[0]), batch[1]), step=step, on_step=on_step))
+        if stopped:
+            return curve
         if (eval_epochs is None or epoch in eval_epochs) and (not eval_every_steps or step % eval_every_steps):
             if record(step):
                 return curve

@@ -1,17 +1,25 @@
-"""One plain PyTorch training loop for originals, retrains, shadows and fine-tuning.
+"""One plain PyTorch training loop for originals, retrains, shadows and fine-tuning, on the step core
+every training loop of the project shares.
 
 Direct and readable in the style of airbench: data already on the device, batched augmentation,
 SGD (Nesterov) or AdamW, a per-step cosine / one-cycle / step / constant schedule with linear warm-up,
 label smoothing, bf16 autocast and channels_last on CUDA, optional ``torch.compile``. It imports no
 Ray: Ray Train and Tune plug in through the per-epoch ``callback``.
+
+:func:`run_steps` is the core: one optimiser step per batch (learning rate, loss under autocast,
+backward, clipping, step, finiteness check). :func:`train`, the unlearning methods' shared loop
+(:func:`expunge.unlearn.base.run_loop`), PRU, the relearning attack and the language-model loops run
+their steps through it; each keeps its own epochs, data and records. The batched ensemble
+(:mod:`expunge.train.ensemble`) shares only the optimiser pieces (:mod:`expunge.train.optim`).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, TypeVar
 
 import numpy as np
 import torch
@@ -21,6 +29,7 @@ from torch import nn
 from expunge import seeds
 from expunge.config import TrainConfig
 from expunge.data.device import DeviceData
+from expunge.train.optim import autocast, build_optimizer, lr_factor, set_lr
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -45,35 +54,50 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def build_optimizer(params, cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
-    lr = cfg.lr if lr is None else lr
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                           nesterov=cfg.nesterov and cfg.momentum > 0)
+B = TypeVar("B")
 
 
-def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
-    """Multiplier of the base learning rate at ``step`` of ``total``.
+def run_steps(optimizer: torch.optim.Optimizer, batches: Iterable[B],
+              loss_fn: Callable[[B], torch.Tensor | None], *, lr_at: Callable[[int], float] | None = None,
+              step: int = 0, device: torch.device | None = None, bf16: bool = False,
+              grad_clip: float | None = None, before_step: Callable[[], None] | None = None,
+              after_step: Callable[[], None] | None = None,
+              on_step: Callable[[int, torch.Tensor], bool | None] | None = None,
+              diverged: str | None = None) -> list[torch.Tensor]:
+    """One optimiser step per batch of ``batches``; returns each step's loss (detached, on its device).
 
-    cosine: 0.5 (1 + cos(pi t)); onecycle: linear up to 1 over the first 25% then linear down to 0
-    (the triangular schedule of the fast CIFAR scripts); step: x0.1 at 50% and 75% of training.
+    Per batch, in this order: the learning rate ``lr_at(step)`` (None: left as it is), where ``step``
+    counts the steps taken, starting at ``step``; ``loss_fn(batch)``, under :func:`~expunge.train.optim.autocast`
+    when ``device`` is given (None: no autocast context at all); a None loss skips the batch (no step);
+    backward; the gradients of the optimizer's parameters clipped to norm ``grad_clip``; ``before_step``;
+    the optimizer step; ``after_step``; then ``on_step(steps taken, loss)``, which ends the run early by
+    returning True. With ``diverged`` set, a summed loss that is not finite raises FloatingPointError
+    with that message once the batches are done.
     """
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-    if schedule == "onecycle":
-        peak = 0.25
-        return t / peak if t < peak else max(0.0, (1.0 - t) / (1.0 - peak))
-    if schedule == "step":
-        return 0.01 if t >= 0.75 else 0.1 if t >= 0.5 else 1.0
-    return 1.0
-
-
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+    losses: list[torch.Tensor] = []
+    for batch in batches:
+        if lr_at is not None:
+            set_lr(optimizer, lr_at(step))
+        with autocast(device, bf16) if device is not None else contextlib.nullcontext():
+            loss = loss_fn(batch)
+        if loss is None:
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.float().backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], grad_clip)
+        if before_step is not None:
+            before_step()
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+        losses.append(loss.detach())
+        step += 1
+        if on_step is not None and on_step(step, losses[-1]):
+            break
+    if diverged is not None and not math.isfinite(sum(float(loss) for loss in losses)):
+        raise FloatingPointError(diverged)
+    return losses
 
 
 def train(model: nn.Module, data: DeviceData, indices: np.ndarray, cfg: TrainConfig, seed: int = 0,
@@ -100,28 +124,30 @@ def train(model: nn.Module, data: DeviceData, indices: np.ndarray, cfg: TrainCon
     total = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     history = []
+    # the epoch's running totals, on the device (no host sync per step)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    seen = 0
+
+    def loss_fn(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        nonlocal seen
+        x, y, _ = batch
+        logits = step_model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        loss_sum.add_(loss.detach() * len(y))
+        correct.add_((logits.argmax(1) == y).sum())
+        seen += len(y)
+        return loss
+
     for epoch in range(start_epoch, cfg.epochs):
         gen = torch.Generator().manual_seed(seeds.epoch(seed, epoch))
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
+        loss_sum.zero_()
+        correct.zero_()
         seen = 0
-        for i, (x, y, _) in enumerate(data.loader(indices, cfg.batch_size, shuffle=True, augment=cfg.augment,
-                                                  generator=gen)):
-            step = epoch * steps_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(cfg.schedule, step, total, warmup)
-            with _autocast(device, cfg.bf16):
-                logits = step_model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
+        run_steps(optimizer, data.loader(indices, cfg.batch_size, shuffle=True, augment=cfg.augment, generator=gen),
+                  loss_fn, lr_at=lambda step: cfg.lr * lr_factor(cfg.schedule, step, total, warmup),
+                  step=epoch * steps_per_epoch, device=device, bf16=cfg.bf16, grad_clip=cfg.grad_clip)
         record = {"epoch": epoch + 1, "loss": float(loss_sum) / max(1, seen),
                   "train_acc": float(correct) / max(1, seen), "lr": optimizer.param_groups[0]["lr"],
                   "seconds": time.perf_counter() - t0}
@@ -141,7 +167,7 @@ def evaluate(model: nn.Module, data: DeviceData, indices: np.ndarray, batch_size
     out = []
     device = data.device
     for x, _, _ in data.loader(indices, batch_size, augment=augment, generator=generator):
-        with _autocast(device, True):
+        with autocast(device, True):
             out.append(model(x).float().cpu())
     model.train(was_training)
     if not out:

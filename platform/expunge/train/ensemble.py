@@ -12,6 +12,12 @@ loss summed over members so every member's gradient is its own. The result equal
 training up to floating-point reassociation of the batched kernels. BatchNorm running statistics
 are batched buffers and update per member. Members must train on the same number of samples (the
 fleet groups them so), since a step stacks one batch of each.
+
+The loop does not go through the step core :func:`expunge.train.engine.run_steps`, only through the
+optimiser pieces of :mod:`expunge.train.optim`: a step here trains K models, not one. Its batch is
+one batch from each of K loaders, its loss a vector of K member losses recorded per member, and its
+parameters are stacked tensors of no module; autocast covers the vmapped forward only (the loss is
+computed outside it). Fitting that into the core's one-model, one-loss step would hide what differs.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ from expunge import seeds as derive
 from expunge.config import TrainConfig
 from expunge.data.device import DeviceData
 from expunge.errors import ConfigError
-from expunge.train.engine import _autocast, build_optimizer, lr_factor
+from expunge.train.optim import autocast, build_optimizer, lr_factor, set_lr
 
 
 def check_ensemble(cfg: TrainConfig) -> None:
@@ -77,11 +83,10 @@ def train_ensemble(models: list[nn.Module], data: DeviceData, member_indices: li
         seen = 0
         for i, batches in enumerate(zip(*loaders)):
             step = epoch * steps_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(cfg.schedule, step, total, warmup)
+            set_lr(optimizer, cfg.lr * lr_factor(cfg.schedule, step, total, warmup))
             x = torch.stack([b[0] for b in batches])
             y = torch.stack([b[1] for b in batches])
-            with _autocast(data.device, cfg.bf16):
+            with autocast(data.device, cfg.bf16):
                 logits = batched(params, buffers, x).float()
             losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), label_smoothing=cfg.label_smoothing,
                                      reduction="none").view(k, -1).mean(dim=1)

@@ -23,10 +23,12 @@ Methods outside the shared loop (retrain, SSD, Fisher, PRU) do not use it.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from abc import ABC
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, ClassVar, Iterator, Literal
 
 import torch
@@ -40,7 +42,8 @@ from expunge.data.splits import SplitPlan
 from expunge.errors import ConfigError
 from expunge.registry import Registry
 from expunge.unlearn.space import Domain, loguniform, randint
-from expunge.train.engine import _autocast, build_optimizer, lr_factor
+from expunge.train.engine import run_steps
+from expunge.train.optim import OptimizerSpec, build_optimizer, lr_factor
 
 METHODS: Registry[type["UnlearnMethod"]] = Registry("unlearning method")
 
@@ -48,12 +51,9 @@ METHODS: Registry[type["UnlearnMethod"]] = Registry("unlearning method")
 MIN_STEPS = 200
 
 
-def register_method(name: str):
-    def deco(cls: type[UnlearnMethod]) -> type[UnlearnMethod]:
-        cls.name = name
-        return METHODS.register(name)(cls)
-
-    return deco
+def register_method(name: str) -> Callable[[type["UnlearnMethod"]], type["UnlearnMethod"]]:
+    """``@register_method("salun")``: registers the class in :data:`METHODS` and sets its ``name``."""
+    return METHODS.register(name, name=name)
 
 
 class MethodConfig(BaseModel):
@@ -227,41 +227,31 @@ def plan_loop(method: UnlearnMethod, ctx: UnlearnContext, cfg: MethodConfig) -> 
 def run_loop(method: UnlearnMethod, ctx: UnlearnContext, cfg: MethodConfig, model: nn.Module) -> nn.Module:
     """The shared loop: optimizer, per-step schedule, epochs of ``passes_per_epoch`` passes, per-epoch
     report to ``ctx.callback``; the plan and the steps taken are left on ``method`` (``loop_plan``,
-    ``steps_taken``) for :class:`UnlearnResult`."""
-    train_view = TrainConfig(optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum,
-                             weight_decay=cfg.weight_decay, nesterov=False)
-    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], train_view)
+    ``steps_taken``) for :class:`UnlearnResult`. The steps themselves run in the training step core
+    (:func:`expunge.train.engine.run_steps`)."""
+    optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad],
+                                OptimizerSpec(cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay))
     plan = method.loop_plan = plan_loop(method, ctx, cfg)
     total = plan.total_steps
-    step = method.steps_taken = 0
+    method.steps_taken = 0
     model.train()
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
-        loss_sum, n = 0.0, 0
-        for rep in range(plan.passes_per_epoch):
-            # pass index + 1: with one pass per epoch, the same shuffles as epoch + 1
-            gen = ctx.generator(epoch * plan.passes_per_epoch + rep + 1)
-            for batch in method.batches(ctx, cfg, epoch, gen):
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * lr_factor(cfg.schedule, min(step, total - 1), total, 0)
-                with _autocast(ctx.device, ctx.train_cfg.bf16):
-                    loss = method.loss(ctx, cfg, model, batch)
-                if loss is None:  # a step the method skips (e.g. an empty forget batch)
-                    continue
-                optimizer.zero_grad(set_to_none=True)
-                loss.float().backward()
-                method.before_step(ctx, cfg, model, epoch)
-                optimizer.step()
-                method.after_step(ctx, cfg, model, epoch)
-                loss_sum += float(loss.detach())
-                n += 1
-                step += 1
-                method.steps_taken = step
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(f"{method.name}: loss diverged at epoch {epoch + 1}; lower lr")
+        # pass index + 1: with one pass per epoch, the same shuffles as epoch + 1
+        passes = (method.batches(ctx, cfg, epoch, ctx.generator(epoch * plan.passes_per_epoch + rep + 1))
+                  for rep in range(plan.passes_per_epoch))
+        losses = run_steps(optimizer, itertools.chain.from_iterable(passes),
+                           partial(method.loss, ctx, cfg, model),  # None: a step the method skips
+                           lr_at=lambda step: cfg.lr * lr_factor(cfg.schedule, min(step, total - 1), total, 0),
+                           step=method.steps_taken, device=ctx.device, bf16=ctx.train_cfg.bf16,
+                           before_step=partial(method.before_step, ctx, cfg, model, epoch),
+                           after_step=partial(method.after_step, ctx, cfg, model, epoch),
+                           diverged=f"{method.name}: loss diverged at epoch {epoch + 1}; lower lr")
+        method.steps_taken += len(losses)
         if ctx.callback is not None:
-            ctx.callback({"epoch": epoch + 1, "loss": loss_sum / max(1, n), "seconds": time.perf_counter() - t0,
-                          "passes": plan.passes_per_epoch, "steps": step, "_model": model})
+            ctx.callback({"epoch": epoch + 1, "loss": sum(float(loss) for loss in losses) / max(1, len(losses)),
+                          "seconds": time.perf_counter() - t0, "passes": plan.passes_per_epoch,
+                          "steps": method.steps_taken, "_model": model})
     model.eval()
     return model
 

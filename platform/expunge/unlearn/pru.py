@@ -78,10 +78,10 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from expunge.config import TrainConfig
 from expunge.errors import ConfigError
 from expunge.unlearn.space import Domain, choice, loguniform, randint
-from expunge.train.engine import _autocast, build_optimizer, lr_factor
+from expunge.train.engine import run_steps
+from expunge.train.optim import OptimizerSpec, build_optimizer, lr_factor
 from expunge.unlearn.base import MethodConfig, UnlearnContext, UnlearnMethod, register_method
 
 
@@ -226,34 +226,26 @@ class PRU(UnlearnMethod):
                     if n_epochs == 0:
                         continue
                     params = self._freeze(model, stage, cfg)
-                    view = TrainConfig(optimizer=cfg.optimizer, lr=lr, momentum=cfg.momentum,
-                                       weight_decay=cfg.weight_decay, nesterov=False)
+                    spec = OptimizerSpec(cfg.optimizer, lr, cfg.momentum, cfg.weight_decay)
                     total, step = max(1, n_epochs * steps), 0
                     for _ in range(n_epochs):
                         epoch += 1
                         # a new optimizer every epoch: the reference builds it inside each stage's epoch loop
-                        optimizer = build_optimizer(params, view)
+                        optimizer = build_optimizer(params, spec)
                         model.train()
-                        t0, loss_sum, n = time.perf_counter(), 0.0, 0
-                        for x, _, _ in ctx.loader("forget", cfg.batch_size, augment=augment,
-                                                  generator=ctx.generator(epoch)):
-                            for group in optimizer.param_groups:
-                                group["lr"] = lr * lr_factor(cfg.schedule, min(step, total - 1), total, 0)
-                            with _autocast(ctx.device, ctx.train_cfg.bf16):
-                                loss = self.stage_loss(cfg, model, x, stage)
-                            optimizer.zero_grad(set_to_none=True)
-                            loss.float().backward()
-                            optimizer.step()
-                            loss_sum += float(loss.detach())
-                            n += 1
-                            step += 1
-                        if not math.isfinite(loss_sum):
-                            raise FloatingPointError(f"pru: loss diverged in round {rnd + 1} ({stage}); "
-                                                     f"lower {stage}_lr")
+                        t0 = time.perf_counter()
+                        losses = run_steps(
+                            optimizer, ctx.loader("forget", cfg.batch_size, augment=augment,
+                                                  generator=ctx.generator(epoch)),
+                            lambda batch: self.stage_loss(cfg, model, batch[0], stage),
+                            lr_at=lambda i: lr * lr_factor(cfg.schedule, min(i, total - 1), total, 0),
+                            step=step, device=ctx.device, bf16=ctx.train_cfg.bf16,
+                            diverged=f"pru: loss diverged in round {rnd + 1} ({stage}); lower {stage}_lr")
+                        step += len(losses)
                         if ctx.callback is not None:
                             ctx.callback({"epoch": epoch, "round": rnd + 1, "stage": stage,
-                                          "loss": loss_sum / max(1, n), "seconds": time.perf_counter() - t0,
-                                          "_model": model})
+                                          "loss": sum(float(loss) for loss in losses) / max(1, len(losses)),
+                                          "seconds": time.perf_counter() - t0, "_model": model})
         finally:
             for p, flag in zip(model.parameters(), trainable):
                 p.requires_grad_(flag)
