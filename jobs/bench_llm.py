@@ -1,7 +1,8 @@
 """Scoring benchmark: the batched per-token log-prob pass against a naive Hugging Face loop.
 
 ``python -m expunge.jobs.bench_llm [--n 256] [--n-layer 2 --n-embd 64 --n-head 2 | --model PATH]
-[--device auto] [--peak-tflops X] [--rounds 5] [--min-seconds 1] [--threads N]``
+[--device auto] [--peak-tflops X] [--rounds 5] [--min-seconds 1] [--threads N]``; with
+``--sweep-trial``, the cost of one ``llm-sweep`` trial with shared vs recomputed fixed-model log-probs.
 
 Both paths compute the same arrays (per-token log-probabilities and the Min-K%++ moments) for the
 same texts with the same model, in the same run:
@@ -164,6 +165,42 @@ def summary_line(res: dict[str, Any]) -> str:
     return line
 
 
+def bench_sweep_trial(rounds: int = 3, n_layer: int = 2, n_embd: int = 32, n_texts: int = 48,
+                      seed: int = 0) -> dict[str, Any]:
+    """One ``llm-sweep`` trial with the fixed models' log-probs shared through the run's cache against
+    the same trial recomputing them (:func:`expunge.llm.sweep_run.bench_trial_cost`), on a tiny world
+    built here: an original trained on canaries of which 8 are then forgotten, a retain model trained
+    without them, and the forget / retain / held-out sets as JSON lines, in a temporary folder."""
+    import tempfile
+    from pathlib import Path
+
+    from expunge.llm.corpus import make_corpus
+    from expunge.llm.models import tiny_gpt2
+    from expunge.llm.sweep_run import bench_trial_cost, load_sweep_config
+    from expunge.llm.train import torch_threads, train_lm
+
+    c = make_corpus(n_docs=n_texts, n_members=20, n_nonmembers=8, n_population=2, canary_words=5, seed=seed + 1)
+    forget, kept = c.members[:8], c.members[8:]
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        with torch_threads(1):
+            for name, texts in (("original", c.docs + (forget + kept) * 4), ("retain_model", c.docs + kept * 4)):
+                model, tok = tiny_gpt2(n_layer=n_layer, n_embd=n_embd, n_head=2, n_positions=96, seed=seed)
+                train_lm(model, tok, texts, steps=60, batch_size=16, lr=1e-2, seed=seed)
+                model.save_pretrained(root / name)
+                tok.save_pretrained(root / name)
+        sets = {"forget": forget, "retain": kept + c.docs[:8], "heldout": c.nonmembers}
+        for name, texts in sets.items():
+            (root / f"{name}.jsonl").write_text("".join(json.dumps({"id": f"{name}{i}", "text": t}) + "\n"
+                                                        for i, t in enumerate(texts)))
+        cfg = load_sweep_config("configs/llm/sweep_tiny.yaml", [
+            f"model={root / 'original'}", f"retain_model={root / 'retain_model'}", f"storage={root / 'runs'}",
+            *[f"{name}={root / f'{name}.jsonl'}" for name in sets], "data.id_column=id", "threads=1",
+            "unlearn.batch_size=4", "audit.n_boot=0",
+            "sweep.methods=[{name: npo, space: {lr: {choice: [1.0e-3]}, epochs: {choice: [2]}}}]"])
+        return bench_trial_cost(cfg, rounds=rounds)
+
+
 @main_wrapper
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m expunge.jobs.bench_llm", description=__doc__,
@@ -181,7 +218,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-seconds", type=float, default=1.0,
                    help="each timed section repeats its pass for at least this long (default 1.0)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's setting)")
+    p.add_argument("--sweep-trial", action="store_true",
+                   help="instead: one llm-sweep trial with the fixed models' log-probs shared vs recomputed "
+                        "(--rounds rounds, --n-layer x --n-embd model)")
     args = p.parse_args(argv)
+    if args.sweep_trial:
+        res = bench_sweep_trial(args.rounds, args.n_layer, args.n_embd)
+        print(json.dumps(res), flush=True)
+        print(f"llm-sweep trial ({res['method']}, {res['epochs']} epochs, {res['threads']} thread): "
+              f"shared caches {res['median_trial_s']['shared']:.2f} s, recomputed {res['median_trial_s']['recompute']:.2f} s "
+              f"(median of {args.rounds}) = {res['ratio_recompute_over_shared']:.2f}x; fixed models' part "
+              f"{res['median_fixed_s']['shared']:.2f} s vs {res['median_fixed_s']['recompute']:.2f} s; "
+              f"same objective: {res['same_objective']}", flush=True)
+        return 0
     if args.rounds < 1 or args.min_seconds < 0:
         p.error("--rounds must be >= 1 and --min-seconds >= 0")
     if args.threads:

@@ -128,3 +128,24 @@ def config_job(name: str, doc: str | None, run: Callable[..., object]) -> Callab
         return 0
 
     return main
+
+
+def llm_job_args(name: str, doc: str | None, argv: list[str] | None, example: str, seeds_hint: str) -> argparse.Namespace:
+    """The arguments of an LLM job (``llm_unlearn``, ``llm_sweep``): an optional config path and
+    ``key=value`` overrides in any order, ``--trust-remote-code`` and the runtime options."""
+    p = argparse.ArgumentParser(prog=f"python -m expunge.jobs.{name}", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", nargs="?", help=f"YAML config, e.g. configs/llm/{name.removeprefix('llm_')}_tiny.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help=f"settings, e.g. {example}")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the model directory's own code (same as trust_remote_code=true; off by default)")
+    add_runtime_args(p)
+    args = parse_with_overrides(p, argv)
+    if args.config is not None and "=" in args.config and not Path(args.config).is_file():
+        args.overrides = [args.config, *args.overrides]  # no config given: the first word is an override
+        args.config = None
+    if args.seeds:
+        p.error(f"--seeds: {seeds_hint}")
+    if args.trust_remote_code:
+        args.overrides.append("trust_remote_code=true")
+    return args

@@ -30,35 +30,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
-from expunge.jobs.common import add_runtime_args, find_config, main_wrapper, parse_with_overrides
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m expunge.jobs.llm_unlearn", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", nargs="?", help="YAML config, e.g. configs/llm/unlearn_tiny.yaml")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="settings, e.g. model=DIR forget=FILE unlearn.method=npo unlearn.epochs=5")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="run the model directory's own code (same as trust_remote_code=true; off by default)")
-    add_runtime_args(p)
-    return p
+from expunge.jobs.common import find_config, llm_job_args, main_wrapper
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """Options, the optional config path and ``key=value`` overrides in any order."""
-    p = build_parser()
-    args = parse_with_overrides(p, argv)
-    if args.config is not None and "=" in args.config and not Path(args.config).is_file():
-        args.overrides = [args.config, *args.overrides]  # no config given: the first word is an override
-        args.config = None
-    if args.seeds:
-        p.error("--seeds: llm-unlearn runs one seed; set unlearn.seed=")
-    if args.trust_remote_code:
-        args.overrides.append("trust_remote_code=true")
-    return args
+    return llm_job_args("llm_unlearn", __doc__, argv, "model=DIR forget=FILE unlearn.method=npo unlearn.epochs=5", "llm-unlearn runs one seed; set unlearn.seed=")
 
 
 @main_wrapper

@@ -198,7 +198,7 @@ def _tokenizer(path: str, role: str, trust_remote_code: bool) -> Any:
     return tok
 
 
-def _num_layers(path: str, trust_remote_code: bool) -> int | None:
+def num_layers(path: str, trust_remote_code: bool) -> int | None:
     from transformers import AutoConfig
 
     try:
@@ -257,7 +257,7 @@ def check_inputs(cfg: LLMUnlearnJobConfig, use_ray: bool = False) -> Inputs:
         check_same_tokenizer(tok, _tokenizer(cfg.retain_model, "retain model", cfg.trust_remote_code),
                              f"retain model {cfg.retain_model!r} against model {cfg.model!r}")
     if ucfg.method == "rmu":
-        n = _num_layers(cfg.model, cfg.trust_remote_code)
+        n = num_layers(cfg.model, cfg.trust_remote_code)
         if n is None:
             raise ConfigError(f"unlearn.rmu_layer: model {cfg.model!r} does not state its number of layers "
                               "(config.num_hidden_layers)")
@@ -573,6 +573,26 @@ def _run(cfg: LLMUnlearnJobConfig, rebuild: bool, use_ray: bool) -> dict[str, An
     return out
 
 
+def fixed_models(inp: Inputs, device: str | None = None) -> dict[str, ModelHandle]:
+    """The models every checkpoint is audited against, as cache handles (their cache keys are the
+    directories' fingerprints): ``original`` and, when given, ``retain model``."""
+    from expunge.llm.scoring import directory_fingerprint
+
+    cfg = inp.cfg
+    kw = dict(device=device or inp.device, dtype=inp.dtype, trust_remote_code=cfg.trust_remote_code)
+    out = {"original": ModelHandle("original", original_key(cfg), inp.tokenizer, path=cfg.model, **kw)}
+    if cfg.retain_model:
+        out["retain model"] = ModelHandle("retain model", directory_fingerprint(cfg.retain_model), inp.tokenizer,
+                                          path=cfg.retain_model, **kw)
+    return out
+
+
+def attack_params(cfg: LLMUnlearnJobConfig) -> dict[str, dict[str, Any]]:
+    """The attacks' settings from ``audit.*`` (RMIA's gamma, IAM's levels, Min-K%++'s k)."""
+    return {"rmia_online": {"gamma": cfg.audit.gamma}, "iam_online": {"n_levels": cfg.audit.n_levels},
+            "minkpp": {"k": cfg.audit.k}}
+
+
 def audit_and_report(store: Any, inp: Inputs, checkpoints: dict[int, Any], scorer: Any,
                      rebuild: bool) -> dict[str, Any]:
     """Score every model (cached), build the per-epoch table, choose the best epoch, write the result
@@ -584,16 +604,11 @@ def audit_and_report(store: Any, inp: Inputs, checkpoints: dict[int, Any], score
 
     cfg, sets = inp.cfg, inp.sets
     method = cfg.unlearn.method
-    params = {"rmia_online": {"gamma": cfg.audit.gamma}, "iam_online": {"n_levels": cfg.audit.n_levels},
-              "minkpp": {"k": cfg.audit.k}}
+    params = attack_params(cfg)
     kw = dict(device=inp.device, dtype=inp.dtype, trust_remote_code=cfg.trust_remote_code)
-    orig = scorer.score_all(ModelHandle("original", original_key(cfg), inp.tokenizer, path=cfg.model, **kw), sets)
-    ref = None
-    if cfg.retain_model:
-        from expunge.llm.scoring import directory_fingerprint
-
-        ref = scorer.score_all(ModelHandle("retain model", directory_fingerprint(cfg.retain_model), inp.tokenizer,
-                                           path=cfg.retain_model, **kw), sets)
+    fixed = fixed_models(inp)
+    orig = scorer.score_all(fixed["original"], sets)
+    ref = scorer.score_all(fixed["retain model"], sets) if "retain model" in fixed else None
 
     def audit(target: dict[str, Any]) -> dict[str, Any]:
         return audit_model(target, orig, ref, sets, inp.attacks, params, cfg.audit.n_boot, cfg.unlearn.seed)

@@ -208,6 +208,8 @@ FORWARDED = {
                                             "(loss, zlib, Min-K%%, Min-K%%++, ratio, LiRA / RMIA / IAM online)"),
     "llm-unlearn": ("expunge.jobs.llm_unlearn", "unlearn a forget set from a causal LM (ga, grad_diff, npo, simnpo, "
                                                 "rmu), one audited checkpoint per epoch, the best one chosen"),
+    "llm-sweep": ("expunge.jobs.llm_sweep", "Ray Tune over the LLM unlearning methods' hyperparameters, every trial "
+                                            "audited per epoch as llm-unlearn; results, Pareto front, best configs"),
     "reproduce": ("expunge.jobs.reproduce", "test each seed paper's claim over several seeds on embedded data and "
                                             "write the claims table (--seeds, --quick, --claims)"),
     "bench-llm": ("expunge.jobs.bench_llm", "tokens per second of the batched LM scorer against a one-at-a-time loop"),
