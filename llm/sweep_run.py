@@ -1,6 +1,7 @@
 """``expunge llm-sweep``: Ray Tune over the LLM unlearning methods' hyperparameters, every trial
 audited once per epoch as ``expunge llm-unlearn`` audits its checkpoints.
-:mod:`expunge.jobs.llm_sweep` calls :func:`run_llm_sweep`.
+:mod:`expunge.jobs.llm_sweep` calls :func:`run_llm_sweep`; with ``--local`` the trials run in this
+process one after another, each to its last epoch (:func:`run_method_local`).
 
 The config is ``llm-unlearn``'s (:class:`~expunge.llm.unlearn_run.LLMUnlearnJobConfig`) plus a
 ``sweep:`` block (:class:`LLMSweepSpec`): the methods, each with fixed ``params`` and a ``space`` that
@@ -42,7 +43,10 @@ refused; ``--rebuild`` starts the sweep over and recomputes the fixed models' sc
 """
 from __future__ import annotations
 
+import itertools
+
 import json
+import random
 import math
 import shutil
 import sys
@@ -357,8 +361,6 @@ def check_sweep(user_cfg: LLMSweepJobConfig, use_ray: bool = True) -> Setup:
     from expunge.llm.unlearn_run import num_layers, check_inputs, check_model_dir
 
     spec = user_cfg.sweep
-    if not use_ray:
-        raise ConfigError("llm-sweep: trials run on Ray Tune; run without --local")
     _check_shape(user_cfg)
     cfg = with_absolute_paths(user_cfg)
     check_model_dir(cfg.model, "model")
@@ -669,6 +671,37 @@ def run_method(s: Setup, method: SweepMethod, job: TrialJob, tune_root: str) -> 
     return trial_rows(method.name, grid, s.spaces[method.name], fixed=dict(method.params))
 
 
+def local_configs(space: dict[str, Domain], search: str, num_samples: int, seed: str) -> list[dict[str, Any]]:
+    """The trials of ``--local``: every point of the grid dimensions (all dimensions under grid
+    search), each ``num_samples`` times (once under grid search) with the other dimensions drawn by
+    :meth:`Domain.sample` from ``random.Random(seed)``: the same domains as Tune's variant generator,
+    not the same draws."""
+    grids = [k for k, d in space.items() if d.kind == "grid" or search == "grid"]
+    rng = random.Random(seed)
+    out = []
+    for point in itertools.product(*(space[k].args for k in grids)):
+        for _ in range(1 if search == "grid" else num_samples):
+            drawn = {k: d.sample(rng) for k, d in space.items() if k not in grids}
+            out.append({k: drawn[k] if k in drawn else point[grids.index(k)] for k in space})
+    return out
+
+
+def run_method_local(s: Setup, method: SweepMethod, job: TrialJob) -> list[dict[str, Any]]:
+    """``--local``: each of :func:`local_configs`'s trials in this process, one after another and every
+    one to its last epoch (no Tune, so no early stopping and no resumption); rows as :func:`trial_rows`."""
+    space = s.spaces[method.name]
+    configs = local_configs(space, s.spec.search, s.spec.num_samples, f"{s.cfg.unlearn.seed}:{method.name}")
+    rows = []
+    for i, params in enumerate(configs):
+        head = {"method": method.name, "trial_id": f"local_{i:05d}", **{f"param.{k}": params.get(k) for k in space},
+                "fixed_params": json.dumps(dict(method.params), sort_keys=True),
+                "trial_params": json.dumps(params, sort_keys=True), "error": "", "status": "completed"}
+        reported = run_llm_trial(params, lambda row: None, job=job, method=method.name, fixed=dict(method.params))
+        rows += [{**head, **{k: _plain(v) for k, v in r.items()}} for r in reported]
+        log(f"sweep {method.name}: {i + 1}/{len(configs)} trials done (local)")
+    return rows
+
+
 def trial_rows(method: str, grid: Any, space: dict[str, Domain], fixed: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per trial and epoch (the last report of each epoch: a retried trial reports again);
     a trial that reported nothing is one row with its status."""
@@ -815,15 +848,16 @@ def publish(s: Setup, store: Any, table: pd.DataFrame, fixed: dict[str, dict[str
 def run_llm_sweep(cfg: LLMSweepJobConfig, rebuild: bool = False, use_ray: bool = True) -> dict[str, Any]:
     """Check, score the fixed models once, run (or resume) each method's Tuner, write and print the
     results (module docstring). Returns the table, the best rows, the paths and the driver's cache
-    counts (``passes``)."""
+    counts (``passes``). Without Ray (``--local``) the trials run here one after another
+    (:func:`run_method_local`)."""
     from expunge.llm.train import torch_threads
 
     s = check_sweep(cfg, use_ray)  # every user error before a model is loaded or a file written
     with torch_threads(cfg.threads):
-        return _run(s, rebuild)
+        return _run(s, rebuild, use_ray)
 
 
-def _run(s: Setup, rebuild: bool) -> dict[str, Any]:
+def _run(s: Setup, rebuild: bool, use_ray: bool = True) -> dict[str, Any]:
     from expunge.llm.scoring import LogProbCache
     from expunge.runtime import init_ray
     from expunge.store import Store
@@ -843,13 +877,14 @@ def _run(s: Setup, rebuild: bool) -> dict[str, Any]:
         fixed = fixed_rows(s.inp, scores)
         passes = dict(cache.hits)
         del scores, cache
-        init_ray()  # joins RAY_ADDRESS, or starts a private local Ray; a no-op when already up
         tune_root = join_uri(cfg.run_dir, TUNE_DIR, spec.name)
-        check_state(tune_root, json.loads(json.dumps(sweep_state(s), default=str)), rebuild)
         job = TrialJob(s.inp, s.base, store.uri, cfg.objective(), s.rules, s.device, s.threads)
         rows: list[dict[str, Any]] = []
+        if use_ray:
+            init_ray()  # joins RAY_ADDRESS, or starts a private local Ray; a no-op when already up
+            check_state(tune_root, json.loads(json.dumps(sweep_state(s), default=str)), rebuild)
         for method in spec.methods:
-            rows += run_method(s, method, job, tune_root)
+            rows += run_method(s, method, job, tune_root) if use_ray else run_method_local(s, method, job)
         table = results_table(rows, s.pareto)
         art, bests = publish(s, store, table, fixed, rebuild)
     return {"table": table, "best": bests, "path": art.path, "tune_path": tune_root, "passes": passes,

@@ -15,6 +15,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -275,7 +276,6 @@ def test_infeasible_rows_are_kept_but_never_best():
     ("unknown_column", r"sweep.constraints: unknown column 'utility_drop' \(known: .*utility_drop_pct"),
     ("fixed_and_swept", r"sweep method npo: lr is both fixed in params and swept in space"),
     ("grid_search", r"sweep method grad_diff: grid search needs grid or choice dimensions; lr is loguniform"),
-    ("local", r"llm-sweep: trials run on Ray Tune; run without --local"),
     ("empty_forget", r"forget set: dataset .*empty.jsonl has no rows"),
     ("needs_retain", r"sweep method npo \(lr=0.001\): method 'npo' needs a retain set \(or alpha=0\)"),
 ])
@@ -292,8 +292,6 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(world, tmp_path, capsy
         extra.append("sweep.constraints=['utility_drop <= 5']")
     elif case == "grid_search":
         extra.append("sweep.search=grid")
-    elif case == "local":
-        extra.append("--local")
     elif case == "empty_forget":
         (tmp_path / "empty.jsonl").write_text("")
         extra.append(f"forget={tmp_path / 'empty.jsonl'}")
@@ -305,6 +303,23 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(world, tmp_path, capsy
     assert len(err) == 1 and err[0].startswith("expunge: error: "), captured.err
     assert re.search(expect, err[0]), err[0]
     assert not storage.exists()  # nothing written, not even the run directory
+
+
+def test_local_runs_every_trial_in_process_to_its_last_epoch(world, tmp_path, capsys):
+    """--local: no Ray; the grid point of each method runs here, every epoch is a row, and the best row's
+    config is an llm-unlearn config with that epoch."""
+    storage = tmp_path / "runs"
+    extra = ["sweep.methods=[{name: grad_diff, space: {lr: {grid: [0.001, 0.003]}, epochs: 2, alpha: 1.0}}]",
+             "sweep.num_samples=1", "--local"]
+    assert main([CONFIG, *_args(world, storage), *extra]) == 0
+    table = pd.read_csv(storage / "run" / "llm_sweeps" / "s" / "results.csv")
+    assert sorted(table["param.lr"].unique().tolist()) == [0.001, 0.003]
+    assert table.groupby("trial_id")["epoch"].apply(list).tolist() == [[1, 2], [1, 2]]  # no early stop
+    assert (table["status"] == "completed").all() and table["best"].sum() == 1
+    best = table[table["best"]].iloc[0]
+    cfg = yaml.safe_load((storage / "run" / "llm_sweeps" / "s" / "best_grad_diff.yaml").read_text())
+    assert cfg["unlearn"]["epochs"] == int(best["epoch"]) and cfg["unlearn"]["lr"] == best["param.lr"]
+    assert not (storage / "run" / "llm_tune").exists()  # no Tune state without Tune
 
 
 def test_the_command_is_registered(world, tmp_path, capsys):
