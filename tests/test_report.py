@@ -450,7 +450,7 @@ def test_roc_legend_is_outside_every_axes():
 
 
 def test_relearn_accuracy_is_a_percentage_like_the_other_accuracies():
-    from expunge.audit.stage import is_percent, to_percent
+    from expunge.audit.leaderboard import is_percent, to_percent
     from expunge.sweep.objective import trial_row
 
     raw = {"UA": 0.25, "relearn_acc@1": 0.125, "relearn_acc@10": 0.5, "rcd_steps": 40.0}
