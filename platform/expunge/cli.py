@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: commands whose arguments belong to their job's own parser (``expunge llm-audit --help`` shows them)
 FORWARDED = {
+    "audit-model": ("expunge.jobs.audit_model", "audit models trained outside expunge: --original, --unlearned "
+                                                "NAME=FILE, --forget-indices; the leaderboard and report of a run"),
     "llm-demo": ("expunge.jobs.llm_demo", "the language-model showcase: train a tiny GPT-2 with canaries, unlearn "
                                           "half, audit every attack (no download; runs on a CPU)"),
     "llm-audit": ("expunge.jobs.llm_audit", "audit Hugging Face causal LMs: --target, --fit, --reference, --data "

@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -24,10 +25,11 @@ from torch import nn
 
 from expunge import seeds
 from expunge.config import ExperimentConfig, MethodSpec
+from expunge.config.forget import ForgetSpec
 from expunge.data import DeviceData, ImageDataset, SplitPlan, SplitSizes, load_dataset
 from expunge.data.noise import with_label_noise
-from expunge.data.splits import SETS
-from expunge.errors import ArtifactError, CorruptArtifactError, StaleArtifactError
+from expunge.data.splits import SETS, _count, _read_indices
+from expunge.errors import ArtifactError, ConfigError, CorruptArtifactError, DataError, StaleArtifactError
 from expunge.store.lock import artifact_lock
 from expunge.metrics import Outputs
 from expunge.models import create_model
@@ -46,6 +48,8 @@ WEIGHTS = "weights.safetensors"
 #: artifact kinds a command rewrites as views of the models (membership, the current audit, reports,
 #: stage timings): checked intact before compute, replaced only when intact or under ``--rebuild``
 DERIVED_KINDS = ("fleets", "audit", "reports", "timings")
+#: ``config.role`` of models trained outside expunge that a leaderboard lists (``expunge audit-model``)
+IMPORTED_ROLES = ("imported-unlearned", "imported-retrain")
 
 
 def short_hash(obj: Any, n: int = 8) -> str:
@@ -94,14 +98,36 @@ class Experiment:
 
     def _split_expect(self) -> dict[str, Any]:
         d = self.cfg.data
-        return {"config": {"dataset": d.dataset, "options": d.options, "forget": d.forget,
-                           "label_noise": d.label_noise, "label_noise_seed": d.label_noise_seed,
-                           "sizes": d.sizes.model_dump(), "fingerprint": self.dataset.fingerprint},
-                "seed": self.cfg.seed, "code_version": code_version("split")}
+        config = {"dataset": d.dataset, "options": d.options, "forget": d.forget,
+                  "label_noise": d.label_noise, "label_noise_seed": d.label_noise_seed,
+                  "sizes": d.sizes.model_dump(), "fingerprint": self.dataset.fingerprint}
+        files = self._index_files()
+        if files:  # the files' content, not only their names: an edited file is another split
+            config["train_indices"] = d.train_indices
+            config["indices_sha256"] = {k: file_sha256(v) for k, v in files.items()}
+        return {"config": config, "seed": self.cfg.seed, "code_version": code_version("split")}
+
+    def _index_files(self) -> dict[str, str]:
+        """The index files the split reads (``data.forget: indices:FILE``, ``data.train_indices``) that exist
+        (a missing one is named when the split is made)."""
+        d = self.cfg.data
+        spec = ForgetSpec.parse(d.forget)
+        files = {"forget": str(spec.value)} if spec.kind == "indices" else {}
+        if d.train_indices is not None:
+            files["train"] = d.train_indices
+        return {k: v for k, v in files.items() if Path(v).is_file()}
+
+    def create_plan(self) -> SplitPlan:
+        """The split plan this config asks for, computed in memory and not stored: every problem of the
+        data, the sizes or an indices file is raised here, before anything is written."""
+        d = self.cfg.data
+        sizes = SplitSizes(**d.sizes.model_dump())
+        if d.train_indices is None:
+            return SplitPlan.create(self.dataset, self.cfg.seed, d.forget, sizes)
+        return plan_with_train(self.dataset, self.cfg.seed, d.forget, sizes, d.train_indices)
 
     def _build_split(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        d = self.cfg.data
-        plan = SplitPlan.create(self.dataset, self.cfg.seed, d.forget, SplitSizes(**d.sizes.model_dump()))
+        plan = self.create_plan()
         files = {f"{k}.npy": v for k, v in plan.arrays().items()}
         files["plan.json"] = plan.meta()
         return files, {"split_hash": plan.hash}
@@ -204,7 +230,7 @@ class Experiment:
         for spec in methods:
             method = METHODS.get(spec.name)
             method.check(plan, method.parse_config(spec.params))
-        self._check_conformal_sizes()
+        self.check_conformal_sizes(plan)
         if self.rebuild:
             return
         # the run's derived artifacts are rewritten by every command: damage to one is refused here,
@@ -217,9 +243,8 @@ class Experiment:
                 self.store.get("models", self.unlearned_key(spec), expect=self.unlearn_expect(spec, original),
                                verify=True)
 
-    def _check_conformal_sizes(self) -> None:
-        """CR / MIACR need enough calibration samples for every alpha; refuse before training."""
-        from expunge.errors import ConfigError
+    def check_conformal_sizes(self, plan: SplitPlan) -> None:
+        """CR / MIACR need enough calibration samples of ``plan`` for every alpha; refuse before training."""
         from expunge.metrics.conformal import min_calibration_size
 
         audit = self.cfg.audit
@@ -228,11 +253,11 @@ class Experiment:
             alphas.append(float(audit.params.get("miacr", {}).get("alpha", 0.05)))
         if not alphas:
             return
-        cal = self.plan.calibration
+        cal = plan.calibration
         sizes = {"calibration split": len(cal)}
-        if self.plan.spec.classwise and "cr" in audit.metrics:
+        if plan.spec.classwise and "cr" in audit.metrics:
             labels = self.dataset.labels.numpy()[cal]
-            sizes["calibration samples of the forgotten class"] = int((labels == self.plan.forget_class).sum())
+            sizes["calibration samples of the forgotten class"] = int((labels == plan.forget_class).sum())
         for alpha in alphas:
             for what, n in sizes.items():
                 if n < min_calibration_size(alpha):
@@ -292,10 +317,47 @@ class Experiment:
     def imported_weights(self) -> tuple[dict[str, torch.Tensor], str]:
         """The user's original weights (``model.weights``), checked against the configured model, and
         the file's sha256."""
-        path = self.cfg.model.weights
-        state = read_weights(path)
-        load_into(self.model_factory(), state, path, self.dataset.num_classes)
+        return self.read_model_file(self.cfg.model.weights)
+
+    def read_model_file(self, path: str, flag: str = "model.weights") -> tuple[dict[str, torch.Tensor], str]:
+        """Weights from ``path`` (safetensors or a weights-only torch file) checked against the configured
+        model, keys and shapes (so the head's class count), and the file's sha256; a problem is one
+        :class:`ConfigError` line naming ``flag``, the option that gave the file."""
+        try:
+            state = read_weights(path)
+            load_into(self.model_factory(), state, path, self.dataset.num_classes)
+        except ConfigError as exc:
+            if flag == "model.weights":
+                raise
+            raise ConfigError(f"{flag}: {str(exc).removeprefix('model.weights: ')}") from None
         return state, file_sha256(path)
+
+    def imported_expect(self, config: dict[str, Any]) -> dict[str, Any]:
+        """What a model imported from a file must say to be reused: the configured model, ``config`` (its
+        role, the source file's sha256, the original it belongs to), split and seed."""
+        m = self.cfg.model
+        return {"config": {**config, "model": {"name": m.name, "kwargs": m.kwargs}}, "split_hash": self.plan.hash,
+                "seed": self.cfg.seed, "code_version": code_version("train")}
+
+    def imported(self, key: str, path: str, config: dict[str, Any], label: str, flag: str,
+                 members: np.ndarray | None = None) -> Artifact:
+        """A model trained outside expunge (an unlearned, retrained or shadow model), stored as
+        ``models/<key>`` with the source file's sha256 in its manifest (or the stored one when it
+        matches: a changed file is refused as stale unless ``rebuild``), its outputs cached like a
+        trained model's. ``members``: the dataset positions it trained on (a shadow's)."""
+        state, sha = self.read_model_file(path, flag)
+
+        def build():
+            model = self.model_factory()
+            model.load_state_dict(state)
+            built["model"] = model.to(self.device)
+            files = {WEIGHTS: state_tensors(model), **({} if members is None else {"members.npy": members})}
+            return files, {"run_time_s": None, "method": label}  # its run time is unknown
+
+        built: dict[str, nn.Module] = {}
+        art = self._fetch("models", key, self.imported_expect({**config, "imported_sha256": sha}), build)
+        self._ensure_outputs(art, built.get("model"))
+        return art
 
     def original(self, fit: Callable[[nn.Module], list[dict[str, Any]]] | None = None) -> Artifact:
         """Train the original model on the train split (or reuse the stored one); with
@@ -453,6 +515,67 @@ class Experiment:
             raise ArtifactError(f"model {model_key} is not in {self.store.uri}; run its stage first")
         art = self._ensure_outputs(model_art, None)
         return outputs_from_files({name: art.read(name) for name in art.files() if name.endswith(".npy")})
+
+
+def plan_with_train(dataset: ImageDataset, seed: int, forget: str, sizes: SplitSizes, train_file: str) -> SplitPlan:
+    """The split of an original trained on the dataset positions in ``train_file`` (``data.train_indices``).
+
+    ``train`` is the file's positions; the held-out sets come from the positions outside it, drawn with
+    the seed: where the source has an official test part (CIFAR), calibration and population from its
+    positions outside train and ``test`` from the rest of it, and the shadow pool from the official
+    train part's other positions; otherwise calibration, population and shadow pool are carved from the
+    positions outside train (fractions of their number) and ``test`` holds what is left. The forget
+    set and ``forget_heldout`` follow the forget spec as in :meth:`SplitPlan.create`.
+    """
+    try:
+        train = _read_indices(train_file)
+    except DataError as exc:
+        raise DataError(str(exc).replace("forget indices file", "data.train_indices file")) from None
+    n = len(dataset)
+    if train.min(initial=0) < 0 or train.max(initial=0) >= n:
+        raise DataError(f"data.train_indices: positions out of range 0..{n - 1} in {train_file}")
+    if len(np.unique(train)) != len(train):
+        raise DataError(f"data.train_indices file {train_file} has duplicate indices")
+    train = np.sort(train)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    outside = np.ones(n, bool)
+    outside[train] = False
+    official = dataset.is_test is not None and bool(dataset.is_test.any())
+    if official:
+        held = rng.permutation(np.flatnonzero(outside & dataset.is_test))
+        rest = rng.permutation(np.flatnonzero(outside & ~dataset.is_test))
+    else:
+        held = rest = rng.permutation(np.flatnonzero(outside))
+    n_cal = _count(sizes.calibration, len(held), "calibration")
+    n_pop = _count(sizes.population, len(held), "population")
+    calibration, population = held[:n_cal], held[n_cal:n_cal + n_pop]
+    if official:
+        test = held[n_cal + n_pop:]
+        shadow_pool = rest[:_count(sizes.shadow_pool, len(rest), "shadow_pool")]
+    else:
+        n_sh = _count(sizes.shadow_pool, len(held), "shadow_pool")
+        shadow_pool, test = held[n_cal + n_pop:n_cal + n_pop + n_sh], held[n_cal + n_pop + n_sh:]
+    spec = ForgetSpec.parse(forget)
+    forget_heldout = np.zeros(0, dtype=np.int64)
+    if spec.kind == "mislabeled":
+        if dataset.noisy is None:
+            raise DataError("forget spec mislabeled needs corrupted labels: set data.label_noise > 0")
+        forget_heldout = np.concatenate([s[dataset.noisy[s]] for s in (test, calibration, population)])
+        test, calibration, population = (s[~dataset.noisy[s]] for s in (test, calibration, population))
+    if len(test) == 0 or len(train) < 2:
+        raise DataError(f"data.train_indices: {len(train)} train positions and split sizes {sizes.__dict__} leave "
+                        f"{len(test)} test samples; the test set needs at least one")
+    forget_set = SplitPlan._forget(dataset, spec, train, rng)
+    retain = np.setdiff1d(train, forget_set, assume_unique=True)
+    if len(retain) == 0:
+        raise DataError(f"forget spec {forget!r} leaves an empty retain set")
+    if spec.kind in ("class", "class_percentage"):
+        forget_heldout = test[dataset.labels.numpy()[test] == spec.cls]
+    indices = {"train": train, "test": np.sort(test), "calibration": np.sort(calibration),
+               "population": np.sort(population), "shadow_pool": np.sort(shadow_pool), "forget": forget_set,
+               "retain": retain, "forget_heldout": np.sort(forget_heldout)}
+    return SplitPlan(dataset.name, dataset.fingerprint, int(seed), str(spec), sizes, dataset.num_classes, indices,
+                     forget_class=spec.cls)
 
 
 def outputs_from_files(files: dict[str, np.ndarray]) -> dict[str, Outputs]:

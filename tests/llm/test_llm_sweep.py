@@ -170,7 +170,7 @@ def test_llm_unlearn_on_a_best_config_reproduces_the_trial(swept, tmp_path):
 def test_interrupted_sweep_resumes_and_another_config_is_refused(world, tmp_path, repo_root, ray_local):
     """Ctrl+C after the first trial: exit 130 and a rerun hint; the same command finishes the sweep with
     the earlier trial kept; a changed sweep in the same place is refused. The interrupted command joins
-    this session's Ray (RAY_ADDRESS), as a command on a cluster would, instead of starting its own."""
+    the test run's Ray (RAY_ADDRESS), as a command on a cluster would, instead of starting its own."""
     from expunge.llm.sweep_run import load_sweep_config, run_llm_sweep
 
     args = _args(world, tmp_path / "runs", "sweep.methods=[{name: grad_diff, space: {lr: " + LR + ", epochs: 2}}]",

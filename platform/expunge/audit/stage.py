@@ -18,7 +18,7 @@ from torch import nn
 
 from expunge.audit.leaderboard import add_gaps, to_percent
 from expunge.audit.relearn import pru_relearn_test, relearn_convergence_delay
-from expunge.experiment import Experiment, log
+from expunge.experiment import IMPORTED_ROLES, Experiment, log
 from expunge.fleet.members import audit_shadow_keys
 from expunge.metrics import METRICS, AuditInputs, Outputs
 
@@ -50,12 +50,13 @@ def metric_values(inputs: AuditInputs, metrics: list[str], params: dict[str, dic
     return values, per_sample
 
 
-def reference_inputs(ex: Experiment) -> Callable[[dict[str, Outputs]], AuditInputs]:
+def reference_inputs(ex: Experiment, shadow_keys: list[str] | None = None) -> Callable[[dict[str, Outputs]], AuditInputs]:
     """Reads the original's and the audit shadows' cached outputs (and the shadows' members) once;
     returns ``target outputs -> AuditInputs``. The audit stage, the sweep's reference rows and every
-    sweep trial audit against these same references."""
+    sweep trial audit against these same references. ``shadow_keys``: other stored shadow models than
+    the audit's trained fleet (imported ones, ``expunge audit-model --shadows``)."""
     original = ex.outputs("original")
-    keys = audit_shadow_keys(ex)
+    keys = audit_shadow_keys(ex) if shadow_keys is None else shadow_keys
     shadows = [ex.outputs(k) for k in keys]
     members = [ex.store.get("models", k).read("members.npy") for k in keys]
     return lambda target: AuditInputs(target, original, shadows, ex.plan.forget_class, members)
@@ -98,15 +99,21 @@ def earlier_audited(ex: Experiment) -> dict[str, str]:
             made = ex.store.get("models", key)
             if key == "original" or made is None:
                 continue
-            spec = MethodSpec(name=made.manifest["config"]["method"], params=made.manifest["config"]["params"])
-            ex.store.get("models", key, expect=ex.unlearn_expect(spec, original))  # refused if not this run's
+            config = made.manifest["config"]
+            if config.get("role") in IMPORTED_ROLES:  # imported from a file for this original (audit-model)
+                expect = ex.imported_expect({**config, "original": original.manifest["content_hash"]})
+            else:
+                spec = MethodSpec(name=config["method"], params=config["params"])
+                expect = ex.unlearn_expect(spec, original)
+            ex.store.get("models", key, expect=expect)  # refused if not this run's
         except (ArtifactError, KeyError, TypeError):
             continue
         kept[key] = str(label)
     return kept
 
 
-def audit_request(ex: Experiment, model_keys: list[str], labels: dict[str, str]) -> dict[str, Any]:
+def audit_request(ex: Experiment, model_keys: list[str], labels: dict[str, str],
+                  shadow_keys: list[str] | None = None) -> dict[str, Any]:
     """What an audit's tables are a function of: the audited models and their row labels, the audit
     settings, and the manifest hash of every model it reads (audited models, the original, the audit
     shadows), so a rebuilt model (even one with identical weights but another run time) makes a new
@@ -115,7 +122,8 @@ def audit_request(ex: Experiment, model_keys: list[str], labels: dict[str, str])
     from expunge.versions import code_version
 
     inputs = {}
-    for key in dict.fromkeys([*model_keys, "original", *audit_shadow_keys(ex)]):
+    shadows = audit_shadow_keys(ex) if shadow_keys is None else shadow_keys
+    for key in dict.fromkeys([*model_keys, "original", *shadows]):
         made = ex.store.get("models", key)
         if made is None:
             raise ArtifactError(f"model {key} is not in {ex.store.uri}; run its stage first")
@@ -126,7 +134,7 @@ def audit_request(ex: Experiment, model_keys: list[str], labels: dict[str, str])
 
 
 def audit_models(ex: Experiment, model_keys: list[str], labels: dict[str, str] | None = None,
-                 keep_earlier: bool = True) -> dict[str, Any]:
+                 keep_earlier: bool = True, shadow_keys: list[str] | None = None) -> dict[str, Any]:
     """Audit ``model_keys`` (which must be in the store); returns and stores the tables.
 
     ``labels`` names rows in the ``method`` column (default: the method that made the model). With
@@ -138,7 +146,8 @@ def audit_models(ex: Experiment, model_keys: list[str], labels: dict[str, str] |
     ``audit/results`` is the current one, a copy of the latest. An audit asked again with the same
     models and settings is read back (verified), not recomputed; a damaged one is refused by name
     unless ``--rebuild``, which recomputes it. A later audit with other settings (``audit.params``)
-    or models makes a new kept audit, so no command overwrites another's results."""
+    or models makes a new kept audit, so no command overwrites another's results. ``shadow_keys``:
+    stored shadow models to audit against instead of the trained fleet (:func:`reference_inputs`)."""
     from expunge.errors import CorruptArtifactError
     from expunge.experiment import short_hash
 
@@ -150,7 +159,7 @@ def audit_models(ex: Experiment, model_keys: list[str], labels: dict[str, str] |
         labels = {**earlier, **labels}
         model_keys = [*model_keys, *earlier]
     model_keys = list(dict.fromkeys(model_keys))  # one row per model, even if two specs made the same one
-    request = audit_request(ex, model_keys, labels)
+    request = audit_request(ex, model_keys, labels, shadow_keys)
     kept_key = f"kept-{short_hash(request, 12)}"
     try:
         kept = ex.store.get("audit", kept_key, expect=request, verify=True)
@@ -160,7 +169,7 @@ def audit_models(ex: Experiment, model_keys: list[str], labels: dict[str, str] |
         log(f"rebuilding audit/{kept_key}")
         kept = None
     if kept is None:
-        kept = ex.store.put("audit", kept_key, audit_files(ex, model_keys, labels), replace=True,
+        kept = ex.store.put("audit", kept_key, audit_files(ex, model_keys, labels, shadow_keys), replace=True,
                             repair=ex.rebuild, **request)
     elif ex.verbose:
         log(f"audit: reused audit/{kept_key} (the same models and settings, audited {kept.manifest['created']})")
@@ -186,11 +195,12 @@ def _current(ex: Experiment, request: dict[str, Any], kept_key: str):
         return None
 
 
-def audit_files(ex: Experiment, model_keys: list[str], labels: dict[str, str]) -> dict[str, Any]:
+def audit_files(ex: Experiment, model_keys: list[str], labels: dict[str, str],
+                shadow_keys: list[str] | None = None) -> dict[str, Any]:
     """The audit's files: the tidy table (model x metric), the wide leaderboard with gaps to retrain,
     per-sample scores, relearning curves and a JSON summary."""
     cfg = ex.cfg.audit
-    inputs_for = reference_inputs(ex)
+    inputs_for = reference_inputs(ex, shadow_keys)
     rows: list[dict[str, Any]] = []
     per_sample: dict[str, np.ndarray] = {}
     curves: dict[str, Any] = {}

@@ -95,6 +95,10 @@ class DataConfig(Section):
     label_noise: float = Field(0.0, ge=0, lt=1)
     #: seed of the corruption; independent of the split seed, so every seed sees the same noisy data
     label_noise_seed: int = Field(0, ge=0)
+    #: a .npy or text file of the dataset positions the original trained on, when that is not the split's
+    #: own train set (an original trained elsewhere): train = these, the held-out sets are drawn from
+    #: the other positions (``expunge.experiment.plan_with_train``)
+    train_indices: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _mislabeled_needs_noise(self) -> "DataConfig":
