@@ -17,7 +17,8 @@ Modules (flat; none imports Ray: Ray calls go through :mod:`expunge.runtime`):
   a search space (optionally LoRA via peft).
 * :mod:`~expunge.llm.artifacts`: models in the artifact store via ``save_pretrained``.
 * :mod:`~expunge.llm.parallel`: scoring actors and unlearning tasks, run through :mod:`expunge.runtime`.
-* :mod:`~expunge.llm.corpus`, :mod:`~expunge.llm.train`: the embedded demo's corpus and training loop.
+* :mod:`~expunge.llm.corpus`: seeded canary corpora (tests, benchmarks); :mod:`~expunge.llm.train`: the
+  training loop of tiny models.
 * :mod:`~expunge.llm.tofu`: an offline miniature of TOFU (fictitious authors, QA pairs with
   paraphrased and perturbed answers, forget / retain / holdout splits, world facts, CPython's
   documentation topics as general text).

@@ -21,9 +21,9 @@ EXAMPLES = """examples:
   expunge unlearn --method finetune+cpu --forget class:3 method.lam=0.5 method.epochs=5
   expunge audit configs/experiments/digits.yaml   # metrics of the stored models (after `run`)
   expunge fleet configs/experiments/digits.yaml fleet.kind=shadow fleet.size=16   # LiRA-style shadows
-  expunge sweep configs/sweeps/cpu_finetune.yaml  # Ray Tune over CPU's delta, alpha, lambda vs retrain
+  expunge sweep configs/sweeps/cpu_finetune.yaml  # Ray Tune over CPU's delta, alpha, lam vs retrain
   expunge report runs/digits                      # HTML report + Markdown summary of a run
-  expunge llm-demo                                # language models: canaries in a tiny GPT-2, unlearn, audit
+  expunge llm-demo                                # language models: mini-TOFU, NPO and GradDiff, every attack
   expunge llm-audit --target DIR --fit DIR --reference DIR --data FILE --out DIR
   expunge info                                    # registered datasets, models, methods, metrics
   RAY_ADDRESS=127.0.0.1:6379 expunge run configs/experiments/digits.yaml   # on a running cluster
@@ -204,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 FORWARDED = {
     "audit-model": ("expunge.jobs.audit_model", "audit models trained outside expunge: --original, --unlearned "
                                                 "NAME=FILE, --forget-indices; the leaderboard and report of a run"),
-    "llm-demo": ("expunge.jobs.llm_demo", "the language-model showcase: train a tiny GPT-2 with canaries, unlearn "
-                                          "half, audit every attack (no download; runs on a CPU)"),
+    "llm-demo": ("expunge.jobs.llm_demo", "the language-model showcase on mini-TOFU: a tiny GPT-2 original and retain "
+                                          "model, NPO and GradDiff, every attack and TOFU's metrics (no download)"),
     "llm-audit": ("expunge.jobs.llm_audit", "audit Hugging Face causal LMs: --target, --fit, --reference, --data "
                                             "(loss, zlib, Min-K%%, Min-K%%++, ratio, LiRA / RMIA / IAM online)"),
     "llm-unlearn": ("expunge.jobs.llm_unlearn", "unlearn a forget set from a causal LM (ga, grad_diff, npo, simnpo, "
