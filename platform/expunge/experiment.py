@@ -555,27 +555,10 @@ def plan_with_train(dataset: ImageDataset, seed: int, forget: str, sizes: SplitS
     else:
         n_sh = _count(sizes.shadow_pool, len(held), "shadow_pool")
         shadow_pool, test = held[n_cal + n_pop:n_cal + n_pop + n_sh], held[n_cal + n_pop + n_sh:]
-    spec = ForgetSpec.parse(forget)
-    forget_heldout = np.zeros(0, dtype=np.int64)
-    if spec.kind == "mislabeled":
-        if dataset.noisy is None:
-            raise DataError("forget spec mislabeled needs corrupted labels: set data.label_noise > 0")
-        forget_heldout = np.concatenate([s[dataset.noisy[s]] for s in (test, calibration, population)])
-        test, calibration, population = (s[~dataset.noisy[s]] for s in (test, calibration, population))
-    if len(test) == 0 or len(train) < 2:
-        raise DataError(f"data.train_indices: {len(train)} train positions and split sizes {sizes.__dict__} leave "
-                        f"{len(test)} test samples; the test set needs at least one")
-    forget_set = SplitPlan._forget(dataset, spec, train, rng)
-    retain = np.setdiff1d(train, forget_set, assume_unique=True)
-    if len(retain) == 0:
-        raise DataError(f"forget spec {forget!r} leaves an empty retain set")
-    if spec.kind in ("class", "class_percentage"):
-        forget_heldout = test[dataset.labels.numpy()[test] == spec.cls]
-    indices = {"train": train, "test": np.sort(test), "calibration": np.sort(calibration),
-               "population": np.sort(population), "shadow_pool": np.sort(shadow_pool), "forget": forget_set,
-               "retain": retain, "forget_heldout": np.sort(forget_heldout)}
-    return SplitPlan(dataset.name, dataset.fingerprint, int(seed), str(spec), sizes, dataset.num_classes, indices,
-                     forget_class=spec.cls)
+    return SplitPlan.assemble(dataset, seed, ForgetSpec.parse(forget), sizes, rng, train, test, calibration,
+                              population, shadow_pool, lambda tr, te: (
+                                  f"data.train_indices: {len(tr)} train positions and split sizes {sizes.__dict__} "
+                                  f"leave {len(te)} test samples; the test set needs at least one"))
 
 
 def outputs_from_files(files: dict[str, np.ndarray]) -> dict[str, Outputs]:

@@ -32,6 +32,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -174,6 +175,17 @@ class SplitPlan:
             cuts = np.cumsum(counts)
             test, calibration, population, shadow_pool = (perm[a:b] for a, b in zip([0, *cuts[:-1]], cuts))
             train = perm[cuts[-1]:]
+        return cls.assemble(dataset, seed, spec, sizes, rng, train, test, calibration, population, shadow_pool,
+                            lambda tr, te: f"split sizes {sizes.__dict__} leave {len(tr)} train and {len(te)} test samples")
+
+    @classmethod
+    def assemble(cls, dataset: ImageDataset, seed: int, spec: ForgetSpec, sizes: SplitSizes, rng: np.random.Generator,
+                 train: np.ndarray, test: np.ndarray, calibration: np.ndarray, population: np.ndarray,
+                 shadow_pool: np.ndarray, too_small: Callable[[np.ndarray, np.ndarray], str]) -> "SplitPlan":
+        """The plan from its carved parts: mislabeled samples moved out of the held-out sets (into
+        ``forget_heldout``), the forget set drawn from ``train``, the retain set, and the forgotten
+        class's test samples as ``forget_heldout`` for class forgetting. ``too_small(train, test)`` is the
+        message when no test sample or fewer than two train samples are left."""
         forget_heldout = np.zeros(0, dtype=np.int64)
         if spec.kind == "mislabeled":
             if dataset.noisy is None:
@@ -182,12 +194,12 @@ class SplitPlan:
             forget_heldout = np.concatenate([s[noisy[s]] for s in (test, calibration, population)])
             test, calibration, population = (s[~noisy[s]] for s in (test, calibration, population))
         if len(test) == 0 or len(train) < 2:
-            raise DataError(f"split sizes {sizes.__dict__} leave {len(train)} train and {len(test)} test samples")
+            raise DataError(too_small(train, test))
         train = np.sort(train)
         forget = cls._forget(dataset, spec, train, rng)
         retain = np.setdiff1d(train, forget, assume_unique=True)
         if len(retain) == 0:
-            raise DataError(f"forget spec {forget_spec!r} leaves an empty retain set")
+            raise DataError(f"forget spec {str(spec)!r} leaves an empty retain set")
         if spec.kind in ("class", "class_percentage"):
             forget_heldout = test[dataset.labels.numpy()[test] == spec.cls]
         indices = {"train": train, "test": np.sort(test), "calibration": np.sort(calibration),
