@@ -60,7 +60,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from expunge.config import Constraint, SweepConfig, SweepMethod, join_uri
+from expunge.config import Constraint, SweepConfig, SweepMethod, join_uri, names_to_dicts, safe_name
+from expunge.config.schema import check_constraints
 from expunge.errors import ConfigError, ExpungeError
 from expunge.llm.unlearn import LLMUnlearnConfig
 from expunge.llm.unlearn_run import Inputs, LLMUnlearnJobConfig
@@ -102,29 +103,10 @@ class LLMSweepSpec(BaseModel):
         None, description="two or more columns and directions; default: forgetting (else retain_distance) "
                           "and utility_drop_pct, both min")
 
-    @field_validator("methods", mode="before")
-    @classmethod
-    def _names(cls, v: Any) -> Any:
-        from expunge.config.schema import names_to_dicts
-
-        return names_to_dicts(v)
-
-    @field_validator("name")
-    @classmethod
-    def _safe(cls, v: str) -> str:
-        from expunge.config import safe_name
-
-        return safe_name(v)
-
-    @field_validator("constraints")
-    @classmethod
-    def _syntax(cls, v: list[str]) -> list[str]:
-        for c in v:
-            try:
-                Constraint.parse(c)
-            except ExpungeError as exc:
-                raise ValueError(str(exc)) from None
-        return v
+    # the same rules as the vision sweep's (expunge.config.SweepConfig)
+    _names = field_validator("methods", mode="before")(classmethod(lambda cls, v: names_to_dicts(v)))
+    _safe = field_validator("name")(classmethod(lambda cls, v: safe_name(v)))
+    _syntax = field_validator("constraints")(classmethod(lambda cls, v: check_constraints(v)))
 
     def tune_config(self) -> SweepConfig:
         """Tune's settings as :func:`expunge.runtime.tune.new_tuner` takes them."""

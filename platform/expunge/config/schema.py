@@ -29,6 +29,16 @@ def safe_name(v: str) -> str:
     return v
 
 
+def check_constraints(v: list[str]) -> list[str]:
+    """Every sweep constraint parses (:meth:`Constraint.parse`); else a ValueError with its message."""
+    for c in v:
+        try:
+            Constraint.parse(c)
+        except ExpungeError as exc:
+            raise ValueError(str(exc)) from None
+    return v
+
+
 def names_to_dicts(v: Any) -> Any:
     """YAML shorthand: a bare method name in a list means ``{name: <it>}``."""
     if isinstance(v, list):
@@ -284,12 +294,7 @@ class SweepConfig(Section):
     @field_validator("constraints")
     @classmethod
     def _constraint_syntax(cls, v: list[str]) -> list[str]:
-        for c in v:
-            try:
-                Constraint.parse(c)
-            except ExpungeError as exc:
-                raise ValueError(str(exc)) from None
-        return v
+        return check_constraints(v)
 
     @field_validator("objective")
     @classmethod
