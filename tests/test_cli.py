@@ -309,6 +309,19 @@ def test_unlearn_bad_input(tmp_path, capsys, args, needle):
     assert artifacts(tmp_path) == []
 
 
+def test_every_config_command_names_a_real_stage():
+    import importlib
+
+    from expunge.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    targets = {name: sp.get_default("fn").target for name, sp in commands.items()
+               if hasattr(sp.get_default("fn"), "target")}
+    assert {"train", "fleet", "sweep", "audit"} <= set(targets)
+    for name, (module, runner) in targets.items():
+        assert callable(getattr(importlib.import_module(module), runner)), name
+
+
 def test_help_of_every_command_renders(capsys):
     from expunge.cli import build_parser, main
 

@@ -45,6 +45,7 @@ def _config_command(module: str, runner: str) -> Callable[[argparse.Namespace], 
         getattr(importlib.import_module(f"expunge.{module}"), runner)(cfg, args.rebuild, start_ray(args))
         return 0
 
+    handler.target = (f"expunge.{module}", runner)  # type: ignore[attr-defined]  # checked by tests/test_cli.py
     return handler
 
 
@@ -172,12 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
         config=False)
     add("run", _cmd_run, "run an experiment config end to end (original -> unlearning methods -> table)",
         config=True)
-    add("train", _config_command("jobs.original", "run_original"), "train (or reuse) the original model of a config", config=True)
-    add("fleet", _config_command("distributed.fleet", "run_fleet"), "train K models of one kind in parallel (fleet.kind, fleet.size, fleet.policy)",
+    add("train", _config_command("stages.original", "run_original"), "train (or reuse) the original model of a config", config=True)
+    add("fleet", _config_command("stages.fleet", "run_fleet"), "train K models of one kind in parallel (fleet.kind, fleet.size, fleet.policy)",
         config=True)
     add("sweep", _config_command("sweep.runner", "run_sweep"),
         "sweep unlearning hyperparameters with Ray Tune against retrain (sweep: block; resumes)", config=True)
-    add("audit", _config_command("jobs.audit", "run_audit"), "audit the stored models of a config (audit.metrics; trains missing shadows)",
+    add("audit", _config_command("stages.audit", "run_audit"), "audit the stored models of a config (audit.metrics; trains missing shadows)",
         config=True)
     sp = sub.add_parser("unlearn", help="apply one unlearning method to a config's original model",
                         description="apply one unlearning method to a config's original model",
