@@ -1,5 +1,6 @@
 """Driver of tests/test_multinode.py, run in its own process: a 3-node Ray cluster on 127.0.0.1
-(``ray.cluster_utils.Cluster``), fleets and Ray Train on it, one node removed mid-fleet.
+(``ray.cluster_utils.Cluster``), fleets, Ray Train and sweeps on it, one node removed mid-fleet and
+one mid-sweep.
 
 Nodes: the head (1 CPU, no GPU) and two workers (2 CPUs and one stand-in GPU each: Ray only counts
 GPUs, so tasks asking for a fraction of one are placed as on a GPU cluster, and run on the CPU).
@@ -21,6 +22,7 @@ from ray.cluster_utils import Cluster
 from expunge.resolve import load_config
 from expunge.stages.fleet import run_fleet
 from expunge.stages.original import run_original
+from expunge.sweep.runner import run_sweep
 
 out, storage, repo = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 faults = Path(os.environ["EXPUNGE_FAULTS"])
@@ -37,9 +39,46 @@ def weights(run: Path) -> dict[str, str]:
             for p in sorted(run.glob("models/fleet-*/**/weights.safetensors"))}
 
 
-def started_on(node: str) -> bool:
-    log = faults / "member_start.log"
+def started_on(node: str, site: str = "member_start") -> bool:
+    log = faults / f"{site}.log"
     return log.exists() and any(line.endswith(f":{node}") for line in log.read_text().split())
+
+
+def trial_nodes() -> list[str]:
+    log = faults / "trial_start.log"
+    return [line.split(":", 1)[1] for line in log.read_text().split()] if log.exists() else []
+
+
+def sweep_config(name: str):
+    """Four fractional-GPU trials at once (FIFO: every trial runs all its epochs, so two sweeps with
+    the same seed give the same rows whatever order trials finish in); the references (original,
+    retrained model) are made once, by the first sweep, in the run both share."""
+    path = storage / f"{name}.yaml"
+    path.write_text(f"""base: {repo}/configs/experiments/digits.yaml
+storage: {storage / "sweep"}
+train: {{epochs: 3}}
+sweep:
+  name: {name}
+  methods:
+    - name: finetune
+      params: {{min_steps: 0}}
+      space: {{lr: {{loguniform: [1.0e-3, 0.1]}}, epochs: 3}}
+  num_samples: 4
+  max_concurrent: 4
+  scheduler: fifo
+  cpus_per_trial: 0.5
+  gpus_per_trial: 0.5
+  max_failures: 3
+  metrics: [accuracy]
+""")
+    return load_config(path)
+
+
+def rows(result: dict) -> list[dict]:
+    """The sweep's trial rows without their timings (run times differ between any two runs)."""
+    table = result["table"]
+    keep = ["param.lr", "status", "objective", "UA", "RA", "TA", "avg_gap"]
+    return table[keep].sort_values("param.lr").to_dict("records")
 
 
 # quick detection of a dead node (Ray's defaults take ~30 s), so a lost node's tasks are retried soon
@@ -87,6 +126,26 @@ try:
     result["train_resumed"] = (faults / "train_worker.log").read_text().split()
     result["train_content_hash"] = trained["content_hash"]
     result["train_again_content_hash"] = run_original(train_cfg, use_ray=True)["content_hash"]  # reused
+
+    # 4. a sweep's trials spread over the two GPU nodes; then the same sweep while a GPU node is removed
+    # as soon as a trial runs on it: Tune retries that trial on the surviving node
+    gpu_nodes = [workers[0].node_id, workers[2].node_id]
+    (faults / "trial_start.log").unlink(missing_ok=True)
+    result["sweep_rows"] = rows(run_sweep(sweep_config("placed"), use_ray=True))
+    result["sweep_nodes"] = trial_nodes()
+    result["sweep_gpu_nodes"] = gpu_nodes
+    (faults / "trial_start.log").unlink(missing_ok=True)
+    swept: dict = {}
+    runner = threading.Thread(target=lambda: swept.update(run_sweep(sweep_config("lost"), use_ray=True)))
+    runner.start()
+    deadline = time.time() + 300  # a guard against a hang, not a timing claim
+    while not started_on(gpu_nodes[1], "trial_start") and runner.is_alive() and time.time() < deadline:
+        time.sleep(0.05)
+    result["sweep_removed_while_running"] = started_on(gpu_nodes[1], "trial_start") and runner.is_alive()
+    cluster.remove_node(workers[2], allow_graceful=False)
+    runner.join()
+    result["sweep_lost_rows"] = rows(swept) if swept else None
+    result["sweep_lost_nodes"] = trial_nodes()
 finally:
     out.write_text(json.dumps(result))
     ray.shutdown()

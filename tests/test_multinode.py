@@ -82,3 +82,21 @@ def test_ray_train_workers_spread_over_two_nodes_and_survive_a_lost_worker(clust
     outputs = store.get("outputs", "original")
     assert (outputs.read("logits_test.npy").argmax(1) == outputs.read("labels_test.npy")).mean() >= 0.85
     assert list((run / "ray_train").rglob("weights.safetensors"))  # per-epoch checkpoints
+
+
+def test_sweep_trials_spread_over_the_gpu_nodes_and_survive_a_lost_node(cluster_run):
+    """Four 0.5-GPU trials at once fit only on both GPU nodes together; a GPU node removed while a
+    trial runs on it costs no trial (Tune retries it on the surviving node) and changes no result."""
+    gpu_nodes = set(cluster_run["sweep_gpu_nodes"])
+    assert len(cluster_run["sweep_nodes"]) == 4 and set(cluster_run["sweep_nodes"]) == gpu_nodes
+    placed = cluster_run["sweep_rows"]
+    assert len(placed) == 4 and all(r["status"] == "completed" for r in placed)
+    assert len({r["param.lr"] for r in placed}) == 4
+
+    assert cluster_run["sweep_removed_while_running"], "the node was not removed while a trial ran on it"
+    lost = cluster_run["sweep_gpu_nodes"][1]
+    started = cluster_run["sweep_lost_nodes"]
+    # each trial that started on the lost node started once more, on the surviving node
+    assert lost in started and len(started) == 4 + started.count(lost)
+    # the same four trials, every one completed, with the undisturbed sweep's numbers
+    assert cluster_run["sweep_lost_rows"] == placed

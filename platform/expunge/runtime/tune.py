@@ -56,6 +56,11 @@ def search_algorithm(sweep: SweepConfig, seed: int):
 def tune_trial(params: dict[str, Any], run: Callable[..., Any], **kwargs: Any) -> None:
     """The function trainable: ``run(params, report=tune.report, **kwargs)`` (``tune.with_parameters``
     binds ``run`` and ``kwargs``). Tune names trial directories after this function."""
+    from expunge import faults
+    from expunge.runtime.tasks import current_node
+
+    # which node ran which trial, for the multi-node tests (a no-op without EXPUNGE_FAULTS)
+    faults.record("trial_start", f"{tune.get_context().get_trial_id()}:{current_node()}")
     run(params, report=tune.report, **kwargs)
 
 
