@@ -45,7 +45,9 @@ with ``epochs=e``; the loop has no schedule, so the model at s_e is what such a 
 ``unlearn_lm(on_epoch=...)`` hands each epoch's model and the loop's state (optimizer, RNG, data
 order) to the caller, and ``resume=`` that state continues the run exactly. ``shard=(rank, world)``
 trains on rows rank::world of every batch (data parallel; the batches are the single-process ones)
-and ``prepare`` wraps the model (e.g. in DDP) once its trainable parameters are chosen.
+and ``prepare`` wraps the model once its trainable parameters are chosen: in DDP, or sharded in place
+by FSDP (:mod:`expunge.train.sharding`), in which case every epoch's checkpoint gathers the full
+weights and optimizer state on rank 0 (collectives every rank enters) and hands rank 0 a plain model.
 
 Search spaces (for sweeps): :func:`search_space` gives each method's domains (lr, epochs and the
 method's own knobs, LoRA rank when LoRA is on), in the vision methods' style
@@ -68,6 +70,8 @@ from expunge.llm.models import check_same_tokenizer, encode_texts, pad_id
 from expunge.registry import Registry
 from expunge.train.engine import run_steps
 from expunge.train.optim import OptimizerSpec, build_optimizer
+from expunge.train.sharding import (gather_model_state, gather_optimizer_state, is_sharded, load_optimizer_state,
+                                    unsharded_class)
 from expunge.unlearn.space import Domain, choice, loguniform, randint, uniform
 
 LLM_METHODS: Registry = Registry("LLM unlearning method")
@@ -636,9 +640,12 @@ def _loop(model: torch.nn.Module, tokenizer: Any, forget: Sequence[Item], retain
           resume: dict[str, Any] | None = None, shard: tuple[int, int] = (0, 1),
           prepare: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
           ) -> tuple[torch.nn.Module, int, list[float], float]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    # the module the loss runs through (a DDP wrapper when prepared); checkpoints take the inner one
+    # the module the loss runs through (a DDP wrapper when prepared); checkpoints take the inner one.
+    # FSDP shards the model in place (expunge.train.sharding): its parameters are new objects, so the
+    # optimizer is built from them after prepare, and checkpoints gather the full state first
     net = prepare(model) if prepare is not None else model
+    sharded = is_sharded(net)
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = build_optimizer(params, OptimizerSpec("adamw", cfg.lr, weight_decay=cfg.weight_decay))
     n_f = len(forget)
     bs = min(cfg.batch_size, n_f)
@@ -651,7 +658,10 @@ def _loop(model: torch.nn.Module, tokenizer: Any, forget: Sequence[Item], retain
     losses: list[float] = []
     if resume is not None:
         # every draw below comes from these, so the continued run repeats the uninterrupted one
-        opt.load_state_dict(resume["optimizer"])
+        if sharded:
+            load_optimizer_state(model, opt, resume["optimizer"])
+        else:
+            opt.load_state_dict(resume["optimizer"])
         gen.set_state(resume["generator"])
         torch.set_rng_state(resume["torch_rng"])
         if device.type == "cuda" and resume.get("cuda_rng") is not None:
@@ -680,12 +690,20 @@ def _loop(model: torch.nn.Module, tokenizer: Any, forget: Sequence[Item], retain
             log(f"  {cfg.method} step {step}/{steps}: loss {losses[-1]:.4f}")
         if on_epoch is not None and step in ends:
             model.eval()
-            state = {"step": step, "epoch": ends[step], "optimizer": opt.state_dict(),
+            kept, optim_state = model, None
+            if sharded:  # collectives on every rank; rank 0 gets the full state, the others nothing
+                weights, optim_state = gather_model_state(model), gather_optimizer_state(model, opt)
+                if weights:
+                    with torch.random.fork_rng(devices=[]):  # a new model's init must not move the loop's RNG
+                        kept = unsharded_class(model)(model.config).to(device)
+                    kept.load_state_dict(weights)
+                    kept.eval()
+            state = {"step": step, "epoch": ends[step], "optimizer": optim_state if sharded else opt.state_dict(),
                      "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "order": list(order),
                      "pos": pos, "losses": list(losses)}
             if device.type == "cuda":
                 state["cuda_rng"] = torch.cuda.get_rng_state(device)
-            on_epoch(ends[step], copy.deepcopy(model).merge_and_unload() if cfg.lora else model, state)
+            on_epoch(ends[step], copy.deepcopy(model).merge_and_unload() if cfg.lora else kept, state)
             model.train()
 
     t0 = time.perf_counter()

@@ -26,7 +26,8 @@ or a damaged one (:class:`CorruptArtifactError`, named) unless ``--rebuild``, wh
 original and replaces them.
 
 Training runs in this process (``--local``) or under Ray Train (:func:`train_ray`): ``TorchTrainer``
-with ``scaling.num_workers`` data-parallel workers (DDP; gloo on CPUs, NCCL on GPUs). Every worker
+with ``scaling.num_workers`` data-parallel workers (DDP, or FSDP with ``scaling.strategy=fsdp``; gloo on
+CPUs, NCCL on GPUs). Every worker
 runs the same loop on rows rank::world of each batch (:func:`expunge.llm.unlearn.unlearn_lm` with
 ``shard``), rank 0 stores each epoch; a lost worker makes ``FailureConfig`` restart the group, and
 every worker continues from the last stored epoch's state.
@@ -105,6 +106,9 @@ class ScalingSpec(_Section):
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
     max_failures: int = Field(2, ge=0, le=100, description="restarts of the worker group from the last epoch")
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="ddp: a whole model per worker; fsdp: weights, gradients and AdamW moments sharded over "
+                           "the workers (PyTorch FSDP2), for models whose training state does not fit one GPU")
 
 
 class LLMUnlearnJobConfig(_Section):
@@ -244,6 +248,9 @@ def check_inputs(cfg: LLMUnlearnJobConfig, use_ray: bool = False) -> Inputs:
         raise ConfigError("select.objective=forgetting (the default without a retain model) needs a held-out set "
                           "(heldout=FILE): forgetting is measured against it")
     ucfg = cfg.unlearn
+    if use_ray and cfg.scaling.strategy == "fsdp" and ucfg.lora:
+        raise ConfigError("scaling.strategy=fsdp trains the full model; LoRA's adapters (unlearn.lora=true) are small "
+                          "enough for scaling.strategy=ddp")
     if ucfg.lora:
         from expunge.llm.unlearn import _has_peft
 
@@ -290,7 +297,9 @@ def check_inputs(cfg: LLMUnlearnJobConfig, use_ray: bool = False) -> Inputs:
     # data-parallel width is in (each worker's loss is a mean over its rows, so the steps differ slightly)
     identity = {"unlearn": ucfg.model_dump(exclude={"epochs"}), "model": directory_fingerprint(cfg.model),
                 "forget": forget.hash, "retain": retain.hash if retain else None, "dtype": cfg.dtype,
-                "data_parallel": cfg.scaling.num_workers if use_ray else 1}
+                "data_parallel": cfg.scaling.num_workers if use_ray else 1,
+                # FSDP's reduce-scatter sums in another order than DDP's all-reduce: the last bits differ
+                **({"sharding": "fsdp"} if use_ray and cfg.scaling.strategy == "fsdp" else {})}
     return Inputs(cfg, tok, forget, retain, heldout, population, sets, attacks, skipped, identity, device, dtype)
 
 
@@ -497,7 +506,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
 
     unlearn_lm(model, inp.tokenizer, inp.forget.items(), inp.retain.items() if inp.retain else [], inp.cfg.unlearn,
                ref_model=ref, on_epoch=on_epoch, resume=progress.resume, shard=(rank, world),
-               prepare=ctx.prepare_model, log=log if rank == 0 else None)
+               prepare=lambda m: ctx.prepare_model(m, inp.cfg.scaling.strategy), log=log if rank == 0 else None)
 
 
 def train_ray(store: Any, inp: Inputs, rebuild: bool) -> dict[str, Any]:

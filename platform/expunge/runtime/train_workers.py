@@ -37,9 +37,20 @@ class WorkerContext:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     @staticmethod
-    def prepare_model(model: Any) -> Any:
-        """The model wrapped for data parallelism (DDP) and moved to the worker's device."""
-        return ray.train.torch.prepare_model(model)
+    def prepare_model(model: Any, strategy: str = "ddp") -> Any:
+        """The model moved to the worker's device and wrapped for data parallelism: ``ddp`` (Ray Train's
+        DistributedDataParallel wrapper) or ``fsdp`` (sharded in place, :mod:`expunge.train.sharding`)."""
+        return PREPARE[strategy](model)
+
+
+def _shard(model: Any) -> Any:
+    from expunge.train.sharding import shard_model
+
+    return shard_model(model.to(ray.train.torch.get_device()))
+
+
+#: how a worker's model is prepared, per data-parallel strategy
+PREPARE: dict[str, Callable[[Any], Any]] = {"ddp": lambda model: ray.train.torch.prepare_model(model), "fsdp": _shard}
 
 
 def worker_context() -> WorkerContext:
