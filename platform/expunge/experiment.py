@@ -28,8 +28,9 @@ from expunge.config import ExperimentConfig, MethodSpec
 from expunge.config.forget import ForgetSpec
 from expunge.data import DeviceData, ImageDataset, SplitPlan, SplitSizes, load_dataset
 from expunge.data.noise import with_label_noise
-from expunge.data.splits import SETS, _count, _read_indices
-from expunge.errors import ArtifactError, ConfigError, CorruptArtifactError, DataError, StaleArtifactError
+from expunge.data.splits import OPTIONAL_SETS, SETS, _count, _read_indices
+from expunge.errors import (ArtifactError, ConfigError, CorruptArtifactError, DataError, ExpungeError,
+                            StaleArtifactError)
 from expunge.store.lock import artifact_lock
 from expunge.metrics import Outputs
 from expunge.models import create_model
@@ -90,9 +91,81 @@ class Experiment:
         return DeviceData(self.dataset, self.device, channels_last=self.cfg.train.channels_last)
 
     @cached_property
+    def shadow_dataset(self) -> ImageDataset | None:
+        """The dataset of the audit's out-of-distribution shadows (``audit.shadow_data``), or None."""
+        sd = self.cfg.audit.shadow_data
+        return None if sd is None else load_dataset(sd.dataset, root=sd.root, **sd.options)
+
+    @cached_property
+    def shadow_data(self) -> DeviceData | None:
+        """:attr:`shadow_dataset` on the device (normalised with its own statistics, as the shadows
+        train on it), or None."""
+        if self.shadow_dataset is None:
+            return None
+        return DeviceData(self.shadow_dataset, self.device, channels_last=self.cfg.train.channels_last)
+
+    def shadow_pool_of_shadow_data(self) -> np.ndarray:
+        """The positions of :attr:`shadow_dataset` the OOD shadows draw their members from: every position
+        outside its official test part, or ``audit.shadow_data.pool`` of them drawn with the seed."""
+        ds = self.shadow_dataset
+        pool = np.flatnonzero(~ds.is_test) if ds.is_test is not None and ds.is_test.any() else np.arange(len(ds))
+        n = self.cfg.audit.shadow_data.pool
+        if n is not None:
+            if n > len(pool):
+                raise ConfigError(f"audit.shadow_data.pool: {n} positions asked, {ds.name} has {len(pool)} outside "
+                                  "its test part")
+            rng = np.random.default_rng([self.cfg.seed, 104729])  # a stream of its own, fixed per seed
+            pool = np.sort(rng.choice(pool, size=n, replace=False))
+        return pool
+
+    def shadow_model_factory(self) -> nn.Module:
+        """A fresh model of the audit's shadow architecture (``audit.shadow_model``, else ``model``)."""
+        sm = self.cfg.audit.shadow_model
+        if sm is None:
+            return self.model_factory()
+        return create_model(sm.name, self.dataset.num_classes, self.dataset.in_shape, **sm.kwargs)
+
+    def check_shadow_source(self) -> None:
+        """``audit.shadow_data`` and ``audit.shadow_model`` against the target, before any compute: the
+        shadow dataset loads and has the target's class count and image shape (a shadow is queried on the
+        target's images and its logits compared class by class), and the shadow model builds."""
+        a = self.cfg.audit
+        if not a.shadows or (a.shadow_data is None and a.shadow_model is None):
+            return
+        if a.shadow_data is not None:
+            try:
+                ds = self.shadow_dataset
+            except ExpungeError as exc:
+                raise ConfigError(f"audit.shadow_data: {exc}") from None
+            target = self.dataset
+            if ds.num_classes != target.num_classes:
+                raise ConfigError(f"audit.shadow_data: {ds.name} has {ds.num_classes} classes, the target "
+                                  f"{target.name} has {target.num_classes}; shadows must predict the target's classes")
+            if ds.in_shape != target.in_shape:
+                raise ConfigError(f"audit.shadow_data: {ds.name} has images of shape {list(ds.in_shape)}, the target "
+                                  f"{target.name} {list(target.in_shape)}; the shadows are queried on the target's images")
+            self.shadow_pool_of_shadow_data()
+        if a.shadow_model is not None:
+            try:
+                self.shadow_model_factory()
+            except ExpungeError as exc:
+                raise ConfigError(f"audit.shadow_model: {exc}") from None
+
+    def shadow_own_files(self, model: nn.Module, members: np.ndarray) -> dict[str, np.ndarray]:
+        """An OOD shadow's logits on its own training samples of :attr:`shadow_dataset` (clean views):
+        IAM-Off's anchor is the shadows' mean confidence on these (``own_*.npy`` of the model artifact,
+        read by :func:`expunge.audit.stage.reference_inputs`)."""
+        was_training = model.training
+        logits = evaluate(model, self.shadow_data, members, self.cfg.train.eval_batch_size)
+        model.train(was_training)
+        return {"own_logits.npy": logits, "own_labels.npy": self.shadow_dataset.labels.numpy()[members],
+                "own_ids.npy": np.asarray(members, dtype=np.int64)}
+
+    @cached_property
     def plan(self) -> SplitPlan:
         art = self._fetch("split", "plan", self._split_expect(), self._build_split)
-        plan = SplitPlan.from_arrays(art.read("plan.json"), {k: art.read(f"{k}.npy") for k in SETS})
+        names = [*SETS, *(k for k in OPTIONAL_SETS if f"{k}.npy" in art.files())]
+        plan = SplitPlan.from_arrays(art.read("plan.json"), {k: art.read(f"{k}.npy") for k in names})
         plan.check_dataset(self.dataset)
         return plan
 
@@ -101,6 +174,8 @@ class Experiment:
         config = {"dataset": d.dataset, "options": d.options, "forget": d.forget,
                   "label_noise": d.label_noise, "label_noise_seed": d.label_noise_seed,
                   "sizes": d.sizes.model_dump(), "fingerprint": self.dataset.fingerprint}
+        if d.incremental is not None:  # only when set: every other split keeps its identity
+            config["incremental"] = d.incremental.model_dump()
         files = self._index_files()
         if files:  # the files' content, not only their names: an edited file is another split
             config["train_indices"] = d.train_indices
@@ -123,7 +198,8 @@ class Experiment:
         d = self.cfg.data
         sizes = SplitSizes(**d.sizes.model_dump())
         if d.train_indices is None:
-            return SplitPlan.create(self.dataset, self.cfg.seed, d.forget, sizes)
+            old = None if d.incremental is None else d.incremental.old_fraction
+            return SplitPlan.create(self.dataset, self.cfg.seed, d.forget, sizes, old_fraction=old)
         return plan_with_train(self.dataset, self.cfg.seed, d.forget, sizes, d.train_indices)
 
     def _build_split(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -208,11 +284,15 @@ class Experiment:
         art = self.store.get("models", key)
         if art is None:
             raise ArtifactError(f"model {key} is not in {self.store.uri}; run its stage first")
-        model = self.model_factory()
+        config = art.manifest.get("config") or {}
+        arch = config.get("model") if config.get("role") == "fleet-shadow" and config.get("shadow_model") else None
+        # a shadow of another architecture (audit.shadow_model) is rebuilt as its manifest says
+        model = self.model_factory() if arch is None else create_model(
+            arch["name"], self.dataset.num_classes, self.dataset.in_shape, **arch["kwargs"])
         try:
             model.load_state_dict(art.read(WEIGHTS))
         except RuntimeError as exc:
-            raise ArtifactError(f"artifact models/{key}: weights do not fit model {self.cfg.model.name} "
+            raise ArtifactError(f"artifact models/{key}: weights do not fit model {(arch or {}).get('name', self.cfg.model.name)} "
                                 f"({str(exc).splitlines()[0]})") from None
         return model.to(self.device).eval()
 
@@ -226,6 +306,7 @@ class Experiment:
         resolve_device(self.cfg.device)  # device=cuda without CUDA
         if self.cfg.model.weights is not None:
             self.imported_weights  # unreadable, pickled or ill-fitting weights: refused before compute
+        self.check_shadow_source()  # another class count or image shape: refused before the split is stored
         plan = self.plan
         for spec in methods:
             method = METHODS.get(spec.name)
@@ -268,19 +349,21 @@ class Experiment:
     def trained(self, key: str, indices: np.ndarray, seed: int, config: dict[str, Any],
                 label: str, log_epochs: bool = False, extra_files: dict[str, Any] | None = None,
                 fit: Callable[[nn.Module], list[dict[str, Any]]] | None = None,
-                run_time_s: float | None = None) -> Artifact:
+                run_time_s: float | None = None, factory: Callable[[], nn.Module] | None = None) -> Artifact:
         """A model trained from a seeded fresh init on ``indices`` with ``train`` (or the stored one).
 
         The manifest records the model and training config plus ``config`` (what makes this model
         what it is: its role, member index, ...); outputs are cached once, right after training.
         ``fit`` replaces the in-process engine call (Ray Train fills the model from its checkpoint; a
         batched ensemble from its stacked weights, with its share of the time as ``run_time_s``).
+        ``factory`` builds the fresh model instead of ``model`` (a shadow of ``audit.shadow_model``).
+        ``extra_files`` is read after ``fit`` ran, so ``fit`` may fill it (an OOD shadow's own outputs).
         """
         expect = self.trained_expect(config, seed)
 
         def build():
             seed_everything(seed)
-            model = self.model_factory().to(self.device)
+            model = (factory or self.model_factory)().to(self.device)
             if self.device.type == "cuda" and self.cfg.train.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             t0 = time.perf_counter()
@@ -309,9 +392,24 @@ class Experiment:
         return self.trained_expect(self._original_role(), self.cfg.seed)
 
     def _original_role(self) -> dict[str, Any]:
-        if self.cfg.model.weights is None:
-            return {"role": "original"}
-        return {"role": "original", "imported_sha256": self.imported_weights[1]}
+        inc = self.cfg.data.incremental
+        role: dict[str, Any] = {"role": "original"}
+        if inc is not None:  # warm-started and trained on the new positions: never the plain original
+            role["incremental"] = {**inc.model_dump(), "trained_on": "new",
+                                   "warm_start": "model.weights" if self.cfg.model.weights else "incremental-base"}
+        if self.cfg.model.weights is not None:
+            role["imported_sha256"] = self.imported_weights[1]
+        return role
+
+    def incremental_base(self) -> dict[str, torch.Tensor]:
+        """The weights the incremental original starts from: ``model.weights`` (a model trained on the
+        split's ``old`` positions elsewhere), or else a model trained here from a fresh init on them
+        (``models/incremental-base``, the old phase of the reference's CIFAR-10 → CINIC-10 run)."""
+        if self.cfg.model.weights is not None:
+            return self.imported_weights[0]
+        art = self.trained("incremental-base", self.plan.indices["old"], self.cfg.seed, {"role": "incremental-base"},
+                           "incremental base", log_epochs=True)
+        return art.read(WEIGHTS)
 
     @cached_property
     def imported_weights(self) -> tuple[dict[str, torch.Tensor], str]:
@@ -340,11 +438,13 @@ class Experiment:
                 "seed": self.cfg.seed, "code_version": code_version("train")}
 
     def imported(self, key: str, path: str, config: dict[str, Any], label: str, flag: str,
-                 members: np.ndarray | None = None) -> Artifact:
+                 members: np.ndarray | None = None, own_members: bool = False) -> Artifact:
         """A model trained outside expunge (an unlearned, retrained or shadow model), stored as
         ``models/<key>`` with the source file's sha256 in its manifest (or the stored one when it
         matches: a changed file is refused as stale unless ``rebuild``), its outputs cached like a
-        trained model's. ``members``: the dataset positions it trained on (a shadow's)."""
+        trained model's. ``members``: the dataset positions it trained on (a shadow's); with
+        ``own_members`` they are positions of ``audit.shadow_data`` and the shadow's logits on them are
+        stored beside its weights (:meth:`shadow_own_files`, IAM-Off's anchor)."""
         state, sha = self.read_model_file(path, flag)
 
         def build():
@@ -352,6 +452,8 @@ class Experiment:
             model.load_state_dict(state)
             built["model"] = model.to(self.device)
             files = {WEIGHTS: state_tensors(model), **({} if members is None else {"members.npy": members})}
+            if own_members:
+                files.update(self.shadow_own_files(built["model"], members))
             return files, {"run_time_s": None, "method": label}  # its run time is unknown
 
         built: dict[str, nn.Module] = {}
@@ -363,6 +465,8 @@ class Experiment:
         """Train the original model on the train split (or reuse the stored one); with
         ``model.weights`` the user's trained model is imported instead (it must have been trained on
         this config's train split for the audit to mean anything)."""
+        if self.cfg.data.incremental is not None:
+            return self._incremental_original()
         if self.cfg.model.weights is not None:
             state, _ = self.imported_weights
 
@@ -374,6 +478,23 @@ class Experiment:
                                 "original (imported)", fit=imported)
         return self.trained("original", self.plan.train, self.cfg.seed, {"role": "original"}, "original",
                             log_epochs=True, fit=fit)
+
+    def _incremental_original(self) -> Artifact:
+        """IAM Table 4's original: the warm-start weights (:meth:`incremental_base`) trained ``train.epochs``
+        more on the new positions only (the split's ``train``), as the reference trains its CIFAR-10
+        model further on the new CINIC-10 samples alone."""
+        seed = self.cfg.seed
+
+        def warm_started(model: nn.Module) -> list[dict[str, Any]]:
+            # the base only when the original is (re)built; reseeded after it, so a stored base and a
+            # freshly trained one give the same original
+            model.load_state_dict(self.incremental_base())
+            seed_everything(seed)
+            return train(model, self.data, self.plan.train, self.cfg.train, seed=seed,
+                         callback=self._epoch_logger("original", self.cfg.train.epochs))
+
+        return self.trained("original", self.plan.train, seed, self._original_role(), "original",
+                            fit=warm_started)
 
     def unlearned_key(self, spec: MethodSpec) -> str:
         cfg = METHODS.get(spec.name).parse_config(spec.params)
@@ -412,18 +533,55 @@ class Experiment:
         return art
 
     def apply_method(self, spec: MethodSpec, original_key: str = "original", seed: int | None = None,
-                     callback: Callable[[dict], None] | None = None) -> UnlearnResult:
+                     callback: Callable[[dict], None] | None = None, plan: SplitPlan | None = None) -> UnlearnResult:
         """Run one method on a stored original and return the model, without storing it.
 
         The one code path of every unlearning run: :meth:`unlearn` stores its result, a sweep trial
         (``expunge.sweep``) audits it in memory; both seed the same way, so a trial's configuration
-        re-run with ``expunge unlearn`` gives the same model.
+        re-run with ``expunge unlearn`` gives the same model. ``plan``: other forget and retain sets
+        than the run's own (a later request of a sequential ledger, :meth:`unlearned_from`).
         """
         seed = self.cfg.seed if seed is None else seed
         seed_everything(seeds.offset(seed, seeds.Salt.UNLEARN))
-        ctx = UnlearnContext(self.load_model(original_key), self.data, self.plan, self.cfg.train,
-                             self._seeded_factory, seed=seed, callback=callback)
+        ctx = UnlearnContext(self.load_model(original_key), self.data, self.plan if plan is None else plan,
+                             self.cfg.train, self._seeded_factory, seed=seed, callback=callback)
         return unlearn(spec.name, spec.params, ctx)
+
+    def unlearned_from(self, key: str, spec: MethodSpec, previous: Artifact, plan: SplitPlan,
+                       config: dict[str, Any], extra_files: dict[str, Any] | None = None) -> Artifact:
+        """``spec`` applied to the stored model ``previous`` with the forget and retain sets of ``plan``
+        (not the run's own split), stored as ``models/<key>`` (or the stored one reused) with its outputs.
+
+        Its manifest's identity is the method and its parameters, ``previous``'s content hash, ``plan``'s
+        hash and ``config`` (what the caller's chain adds: a request's spec and number), so a model made
+        from another predecessor or other sets is refused as stale, never reused. The sequential ledger
+        (``expunge.stages.ledger``) makes each version this way, keyed by the hash of this identity."""
+        mcfg = METHODS.get(spec.name).parse_config(spec.params)
+        METHODS.get(spec.name).check(plan, mcfg)
+        expect = self.unlearned_from_expect(spec, previous, plan, config)
+
+        def build():
+            result = self.apply_method(spec, previous.key, self.cfg.seed,
+                                       self._epoch_logger(f"{spec.name} ({key})", None), plan=plan)
+            built["model"] = result.model
+            if self.verbose:
+                log(f"{spec.name} ({key}): done in {result.seconds:.1f}s")
+            files = {WEIGHTS: state_tensors(result.model), **(extra_files or {})}
+            return files, {"run_time_s": result.seconds, "method": spec.name}
+
+        built: dict[str, nn.Module] = {}
+        art = self._fetch("models", key, expect, build)
+        self._ensure_outputs(art, built.get("model"))
+        return art
+
+    def unlearned_from_expect(self, spec: MethodSpec, previous: Artifact, plan: SplitPlan,
+                              config: dict[str, Any]) -> dict[str, Any]:
+        """The manifest identity of :meth:`unlearned_from`'s model."""
+        params = METHODS.get(spec.name).parse_config(spec.params).model_dump()
+        return {"config": {"method": spec.name, "params": params, "previous": previous.key,
+                           "previous_content_hash": previous.manifest["content_hash"], "plan_hash": plan.hash,
+                           **config},
+                "split_hash": self.plan.hash, "seed": self.cfg.seed, "code_version": code_version("unlearn")}
 
     def unlearn_expect(self, spec: MethodSpec, original: Artifact) -> dict[str, Any]:
         """What an unlearned model's manifest must say to be ``spec`` applied to ``original`` on this

@@ -66,6 +66,29 @@ def _check_metric_params(params: dict[str, dict[str, Any]], metrics: list[str], 
                                              f"(got {value!r})") from None
 
 
+def _check_robustness(cfg: ExperimentConfig, source: str) -> None:
+    """The IAM paper's robustness settings: ``audit.shadow_data`` / ``audit.shadow_model`` name registered
+    entries and need shadows; ``data.incremental`` trains its original in one process. (Class count and
+    image shape of the shadow data are checked against the target when the data is loaded, in
+    :meth:`expunge.experiment.Experiment.preflight`.)"""
+    a = cfg.audit
+    if a.shadow_data is not None:
+        name = a.shadow_data.dataset
+        if not name.startswith("hf:") and name not in DATASETS:
+            raise _fail(source, "audit.shadow_data.dataset", DATASETS.unknown_message(name), name)
+    if a.shadow_model is not None:
+        name = a.shadow_model.name
+        if not name.startswith("timm:") and name not in MODELS:
+            raise _fail(source, "audit.shadow_model.name", MODELS.unknown_message(name), name)
+    for key, value in (("shadow_data", a.shadow_data), ("shadow_model", a.shadow_model)):
+        if value is not None and a.shadows == 0:
+            raise _fail(source, f"audit.{key}", "configures the audit's shadow models; set audit.shadows >= 1")
+    if cfg.data.incremental is not None and cfg.scaling.distributed:
+        raise _fail(source, "data.incremental", "the warm-started original trains in one process; leave "
+                                                "scaling.num_workers=1 and scaling.use_gpu=false (device=cuda "
+                                                "still trains it on a GPU)")
+
+
 def _needs_shadows(metrics: list[str]) -> list[str]:
     return [m for m in metrics if m in METRICS and "shadows" in METRICS.get(m).requires]
 
@@ -82,6 +105,7 @@ def resolve(cfg: ExperimentConfig, source: str = "config") -> ExperimentConfig:
         raise _fail(source, "data.dataset", DATASETS.unknown_message(cfg.data.dataset), cfg.data.dataset)
     if not cfg.model.name.startswith("timm:") and cfg.model.name not in MODELS:
         raise _fail(source, "model.name", MODELS.unknown_message(cfg.model.name), cfg.model.name)
+    _check_robustness(cfg, source)
     for key, specs in (("unlearn.methods", cfg.unlearn.methods),
                        ("fleet", [cfg.fleet.method] if cfg.fleet.method is not None else [])):
         for spec in specs:

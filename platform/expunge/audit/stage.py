@@ -58,7 +58,18 @@ def reference_inputs(ex: Experiment, shadow_keys: list[str] | None = None) -> Ca
     original = ex.outputs("original")
     keys = audit_shadow_keys(ex) if shadow_keys is None else shadow_keys
     shadows = [ex.outputs(k) for k in keys]
-    members = [ex.store.get("models", k).read("members.npy") for k in keys]
+    members = []
+    for k, outputs in zip(keys, shadows):
+        art = ex.store.get("models", k)
+        if "own_ids.npy" in art.files():
+            # a shadow of audit.shadow_data: IAM-Off's anchor reads its outputs on its own training samples
+            # of that dataset (the reference's CINIC-10 shadows' train logits), in place of target
+            # shadow-pool outputs, which it never trained on
+            own = Outputs(art.read("own_logits.npy"), art.read("own_labels.npy"), art.read("own_ids.npy"))
+            outputs["shadow_pool"] = own
+            members.append(own.ids)
+        else:
+            members.append(art.read("members.npy"))
     return lambda target: AuditInputs(target, original, shadows, ex.plan.forget_class, members)
 
 

@@ -94,6 +94,25 @@ class SizesConfig(Section):
         return v
 
 
+class IncrementalConfig(Section):
+    """Incremental training (IAM paper, Table 4: BinUI on dynamic training data).
+
+    The split's train part is divided, with the split seed, into ``old`` positions (what the model
+    that ``model.weights`` imports was trained on; ``old_fraction`` of the train part) and ``new``
+    positions (the rest). The original is that model warm-started and trained ``train.epochs`` more
+    on the new positions only, as the reference code does (its CIFAR-10 ResNet-18 trained further
+    on 5,000 CINIC-10 samples). The forget set is drawn from the new positions, and the split's
+    ``train`` / ``retain`` / ``forget`` sets are the new positions, so BinUI queries new samples
+    only, as the reference does. Without ``model.weights`` the warm-start model is trained here from
+    a fresh init on the old positions (``models/incremental-base``). The ``retrain`` method retrains
+    from scratch on the retain set (the new positions minus the forget set); the reference instead
+    warm-starts its retrained model from a model of the old data, so retrain here has seen less data
+    than the original (a deviation, stated in the README)."""
+
+    #: the fraction of the split's train part that the warm-start model saw (the rest is new data)
+    old_fraction: float = Field(..., gt=0, lt=1)
+
+
 class DataConfig(Section):
     dataset: str = "digits"
     root: str | None = None
@@ -109,11 +128,17 @@ class DataConfig(Section):
     #: own train set (an original trained elsewhere): train = these, the held-out sets are drawn from
     #: the other positions (``expunge.experiment.plan_with_train``)
     train_indices: str | None = Field(None, min_length=1)
+    #: incremental training (IAM Table 4): the original is ``model.weights`` (or a model trained here on
+    #: the old positions) trained further on new positions, and the forget set is drawn from the new ones
+    incremental: IncrementalConfig | None = None
 
     @model_validator(mode="after")
     def _mislabeled_needs_noise(self) -> "DataConfig":
         if self.forget == "mislabeled" and self.label_noise == 0:
             raise ValueError("data.forget: mislabeled forgets the corrupted samples; set data.label_noise > 0")
+        if self.incremental is not None and self.train_indices is not None:
+            raise ValueError("data.incremental: the old and new positions are drawn from the split's own train "
+                             "part; leave data.train_indices unset")
         return self
 
     @field_validator("forget")
@@ -194,6 +219,35 @@ class UnlearnConfig(Section):
 
 
 
+class ShadowDataConfig(Section):
+    """The dataset the audit's shadow models train on instead of the target's shadow pool (IAM paper,
+    Table 3: CIFAR-10 targets audited with CINIC-10 shadows and the reverse).
+
+    Shadow k trains on a seeded ``audit.shadow_fraction`` of this dataset's pool: every position
+    outside its official test part, or ``pool`` of them drawn with the split seed. The shadows are
+    OUT for every target sample (their membership over the target's positions is all False); their
+    outputs are computed on the target's audit sets with the target's normalisation, as the reference
+    code queries its CINIC-10 shadows on CIFAR-10 images. The class count and image shape must match
+    the target's (CINIC-10 and CIFAR-10 share the ten classes, in the same order)."""
+
+    dataset: str
+    root: str | None = None
+    #: keyword arguments of the dataset loader, as ``data.options``
+    options: dict[str, Any] = Field(default_factory=dict)
+    #: how many positions of the shadow dataset form the shadow pool (None: all outside its test part)
+    pool: int | None = Field(None, ge=2)
+
+
+class ShadowModelConfig(Section):
+    """The architecture of the audit's shadow models when it is not the target's (IAM paper, Fig. 4:
+    ResNet-18/34/50, VGG-11/16 and DenseNet-121 shadows for one target architecture). Any registered
+    model or ``timm:<name>``; trained with the same ``train`` recipe as the target (the reference
+    changes the learning rate or epochs for some architectures; set ``train`` accordingly)."""
+
+    name: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
 class AuditConfig(Section):
     """What the audit stage computes (``expunge audit``; run by ``expunge run`` when set)."""
 
@@ -207,6 +261,13 @@ class AuditConfig(Section):
     augmented_views: int = Field(0, ge=0, le=64)
     #: keyword arguments per metric, e.g. {rmia: {gamma: 1.5, signal: taylor}, iam: {n_levels: 50}}
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: out-of-distribution shadows (IAM Table 3): the shadow fleet trains on this dataset, not the
+    #: target's shadow pool. IAM-Off's anchor is then the shadows' mean confidence on their own training
+    #: samples of this dataset (as the reference computes it from its CINIC-10 shadows' train logits);
+    #: LiRA's and RMIA's OUT references are the shadows' outputs on the target's samples and population
+    shadow_data: ShadowDataConfig | None = None
+    #: shadows of another architecture (IAM Fig. 4); part of the shadow fleet's identity
+    shadow_model: ShadowModelConfig | None = None
 
 
 
@@ -343,7 +404,7 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _audit_needs(self) -> "ExperimentConfig":
-        if self.audit.shadows and self.data.sizes.shadow_pool == 0:
+        if self.audit.shadows and self.audit.shadow_data is None and self.data.sizes.shadow_pool == 0:
             raise ValueError("data.sizes.shadow_pool: shadow models need a shadow pool (set a fraction > 0)")
         f = self.fleet
         if f.ensemble > 1 and (self.train.grad_clip or self.train.compile):

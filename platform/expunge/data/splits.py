@@ -41,6 +41,10 @@ from expunge.data.base import ImageDataset
 from expunge.errors import ArtifactError, DataError
 
 SETS = ("train", "test", "calibration", "population", "shadow_pool", "forget", "retain", "forget_heldout")
+#: sets a plan holds only in some settings: ``old``, the train positions the warm-start model of
+#: incremental training saw (``data.incremental``; ``train`` then holds the new positions). Hashed and
+#: stored only when present, so plans without them keep their hash
+OPTIONAL_SETS = ("old",)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,8 @@ class SplitPlan:
     indices: dict[str, np.ndarray]
     forget_class: int | None = None
     hash: str = field(default="")
+    #: incremental training (``data.incremental``): ``{"old_fraction": f}``; None otherwise
+    incremental: dict | None = None
 
     def __post_init__(self) -> None:
         self.indices = {k: np.asarray(v, dtype=np.int64) for k, v in self.indices.items()}
@@ -131,14 +137,14 @@ class SplitPlan:
         return ForgetSpec.parse(self.forget_spec)
 
     def __getattr__(self, name: str) -> np.ndarray:
-        if name in SETS and "indices" in self.__dict__:
+        if name in (*SETS, *OPTIONAL_SETS) and name in self.__dict__.get("indices", {}):
             return self.__dict__["indices"][name]
         raise AttributeError(name)
 
     def _compute_hash(self) -> str:
         h = hashlib.sha256()
         h.update(json.dumps(self.meta(with_hash=False), sort_keys=True).encode())
-        for name in SETS:
+        for name in (*SETS, *(k for k in OPTIONAL_SETS if k in self.indices)):
             h.update(name.encode())
             h.update(self.indices[name].astype("<i8").tobytes())
         return h.hexdigest()
@@ -147,6 +153,8 @@ class SplitPlan:
         m = {"dataset": self.dataset, "dataset_fingerprint": self.dataset_fingerprint, "seed": self.seed,
              "forget_spec": self.forget_spec, "sizes": self.sizes.__dict__, "num_classes": self.num_classes,
              "forget_class": self.forget_class, "counts": {k: int(len(v)) for k, v in self.indices.items()}}
+        if self.incremental is not None:  # only when set: every other plan keeps its hash
+            m["incremental"] = self.incremental
         if with_hash:
             m["hash"] = self.hash
         return m
@@ -154,8 +162,12 @@ class SplitPlan:
     # --- construction ------------------------------------------------------------------------
     @classmethod
     def create(cls, dataset: ImageDataset, seed: int, forget_spec: str,
-               sizes: SplitSizes | None = None) -> "SplitPlan":
-        """Derive the plan; the same (dataset content, seed, spec, sizes) always gives the same plan."""
+               sizes: SplitSizes | None = None, old_fraction: float | None = None) -> "SplitPlan":
+        """Derive the plan; the same (dataset content, seed, spec, sizes) always gives the same plan.
+
+        ``old_fraction`` (incremental training, ``data.incremental``): that fraction of the carved train
+        part becomes the ``old`` set, drawn with the seed, and ``train`` (so forget and retain) is the
+        rest, the new positions."""
         sizes = sizes or SplitSizes()
         spec = ForgetSpec.parse(forget_spec)
         rng = np.random.Generator(np.random.PCG64(seed))
@@ -175,17 +187,28 @@ class SplitPlan:
             cuts = np.cumsum(counts)
             test, calibration, population, shadow_pool = (perm[a:b] for a, b in zip([0, *cuts[:-1]], cuts))
             train = perm[cuts[-1]:]
+        old = None
+        if old_fraction is not None:
+            train = rng.permutation(train)
+            n_old = int(round(old_fraction * len(train)))
+            if not 1 <= n_old <= len(train) - 2:
+                raise DataError(f"data.incremental.old_fraction={old_fraction}: {n_old} old of {len(train)} train "
+                                "positions; need at least 1 old and 2 new")
+            old, train = np.sort(train[:n_old]), train[n_old:]
         return cls.assemble(dataset, seed, spec, sizes, rng, train, test, calibration, population, shadow_pool,
-                            lambda tr, te: f"split sizes {sizes.__dict__} leave {len(tr)} train and {len(te)} test samples")
+                            lambda tr, te: f"split sizes {sizes.__dict__} leave {len(tr)} train and {len(te)} test samples",
+                            old=old, incremental=None if old is None else {"old_fraction": float(old_fraction)})
 
     @classmethod
     def assemble(cls, dataset: ImageDataset, seed: int, spec: ForgetSpec, sizes: SplitSizes, rng: np.random.Generator,
                  train: np.ndarray, test: np.ndarray, calibration: np.ndarray, population: np.ndarray,
-                 shadow_pool: np.ndarray, too_small: Callable[[np.ndarray, np.ndarray], str]) -> "SplitPlan":
+                 shadow_pool: np.ndarray, too_small: Callable[[np.ndarray, np.ndarray], str],
+                 old: np.ndarray | None = None, incremental: dict | None = None) -> "SplitPlan":
         """The plan from its carved parts: mislabeled samples moved out of the held-out sets (into
         ``forget_heldout``), the forget set drawn from ``train``, the retain set, and the forgotten
         class's test samples as ``forget_heldout`` for class forgetting. ``too_small(train, test)`` is the
-        message when no test sample or fewer than two train samples are left."""
+        message when no test sample or fewer than two train samples are left. ``old``: the incremental
+        setting's old positions (kept apart from ``train``; the forget set never comes from them)."""
         forget_heldout = np.zeros(0, dtype=np.int64)
         if spec.kind == "mislabeled":
             if dataset.noisy is None:
@@ -205,8 +228,10 @@ class SplitPlan:
         indices = {"train": train, "test": np.sort(test), "calibration": np.sort(calibration),
                    "population": np.sort(population), "shadow_pool": np.sort(shadow_pool),
                    "forget": np.sort(forget), "retain": retain, "forget_heldout": np.sort(forget_heldout)}
+        if old is not None:
+            indices["old"] = np.sort(old)
         return cls(dataset.name, dataset.fingerprint, int(seed), str(spec), sizes, dataset.num_classes,
-                   indices, forget_class=spec.cls)
+                   indices, forget_class=spec.cls, incremental=incremental)
 
     @staticmethod
     def _forget(dataset: ImageDataset, spec: ForgetSpec, train: np.ndarray,
@@ -250,9 +275,10 @@ class SplitPlan:
         missing = [k for k in SETS if k not in arrays]
         if missing:
             raise ArtifactError(f"split plan is missing index sets {missing}")
+        optional = {k: arrays[k] for k in OPTIONAL_SETS if k in arrays}
         return cls(meta["dataset"], meta["dataset_fingerprint"], int(meta["seed"]), meta["forget_spec"],
-                   SplitSizes(**meta["sizes"]), int(meta["num_classes"]), {k: arrays[k] for k in SETS},
-                   forget_class=meta.get("forget_class"), hash=meta["hash"])
+                   SplitSizes(**meta["sizes"]), int(meta["num_classes"]), {**{k: arrays[k] for k in SETS}, **optional},
+                   forget_class=meta.get("forget_class"), hash=meta["hash"], incremental=meta.get("incremental"))
 
     def check_dataset(self, dataset: ImageDataset) -> None:
         if dataset.fingerprint != self.dataset_fingerprint:

@@ -26,6 +26,12 @@ them would be an IN reference there, and the scores would read membership as gen
 split's shadow pool: IAM-Off's anchor is the shadows' mean confidence on their own training samples,
 read from their shadow-pool outputs. Calibration positions (read from the audited model only) and
 positions in no set are allowed.
+
+Shadows trained on another dataset (IAM Table 3's OOD shadows) are imported with
+``audit.shadow_data`` naming that dataset: ``membership.npy`` then indexes its positions (K x N of
+the shadow dataset), every target position is OUT for them, and IAM-Off's anchor reads their
+outputs on their own training samples of that dataset. Without ``audit.shadow_data`` a member that
+trained on no target position (a shadow of another dataset) is refused.
 """
 from __future__ import annotations
 
@@ -139,6 +145,9 @@ def audit_model_config(base: ExperimentConfig, files: ModelFiles) -> ExperimentC
 
     if base.seeds is not None:
         raise ConfigError(f"seeds: `expunge audit-model` audits one seed's split (seed={base.seed})")
+    if base.data.incremental is not None:
+        raise ConfigError("data.incremental: `expunge audit-model` imports a finished original; incremental "
+                          "training trains one (leave data.incremental unset)")
     data = base.model_dump()
     data["model"]["weights"] = _absolute(files.original)
     data["data"]["forget"] = f"indices:{_absolute(files.forget_indices)}"
@@ -165,8 +174,14 @@ class ImportedShadows:
     def members(self, i: int) -> np.ndarray:
         return np.flatnonzero(self.membership[i]).astype(np.int64)
 
+    #: ``audit.shadow_data``'s identity (dataset, options, content fingerprint) when the shadows trained on it
+    shadow_data: dict[str, Any] | None = None
+
     def config(self, i: int) -> dict[str, Any]:
-        return {"role": "imported-shadow", "member": i, "membership_sha256": self.membership_sha256}
+        config = {"role": "imported-shadow", "member": i, "membership_sha256": self.membership_sha256}
+        if self.shadow_data is not None:  # only then: in-distribution imports keep their identity
+            config["shadow_data"] = self.shadow_data
+        return config
 
 
 def read_shadows(ex: Experiment, plan: SplitPlan, folder: str) -> ImportedShadows:
@@ -183,18 +198,30 @@ def read_shadows(ex: Experiment, plan: SplitPlan, folder: str) -> ImportedShadow
     except (ValueError, OSError, EOFError) as exc:
         raise ConfigError(f"--shadows: {path} is not a readable NumPy array ({type(exc).__name__}; pickled "
                           "objects are refused)") from None
-    k, n = len(files), len(ex.dataset)
+    sd = ex.cfg.audit.shadow_data
+    ood = sd is not None
+    k, n = len(files), len(ex.shadow_dataset) if ood else len(ex.dataset)
+    of = f"of audit.shadow_data {sd.dataset}" if ood else f"of the target {ex.cfg.data.dataset}"
     if matrix.dtype != np.bool_:
         raise ConfigError(f"--shadows: {path} has dtype {matrix.dtype}; give booleans (True where member k "
                           "trained on dataset position n)")
     if matrix.shape != (k, n):
         raise ConfigError(f"--shadows: {path} has shape {list(matrix.shape)}; it must be [{k}, {n}]: one row per "
-                          f"member file ({k}), one column per dataset position ({n})")
+                          f"member file ({k}), one column per dataset position {of} ({n})")
     empty = np.flatnonzero(~matrix.any(axis=1))
+    if len(empty) and not ood:
+        raise ConfigError(f"--shadows: member {int(empty[0])} trained on no position of the target dataset (an empty "
+                          f"row of {MEMBERSHIP}); a shadow of another dataset needs audit.shadow_data naming it "
+                          f"({MEMBERSHIP} then indexes that dataset's positions)")
     if len(empty):
-        raise ConfigError(f"--shadows: member {int(empty[0])} trained on no position (an empty row of {MEMBERSHIP})")
+        raise ConfigError(f"--shadows: member {int(empty[0])} trained on no position {of} (an empty row of "
+                          f"{MEMBERSHIP})")
     for i, f in enumerate(files):
         ex.read_model_file(str(f), f"--shadows member {i}")
+    if ood:  # OUT for every target position by construction; the anchor reads their own training samples
+        identity = {**sd.model_dump(exclude={"root"}), "name": ex.shadow_dataset.name,
+                    "fingerprint": ex.shadow_dataset.fingerprint}
+        return ImportedShadows(files, matrix, file_sha256(path), identity)
     for name in SHADOW_OUT_SETS:
         idx = plan.indices[name]
         hit = matrix[:, idx]
@@ -219,6 +246,7 @@ def check_inputs(ex: Experiment, files: ModelFiles) -> tuple[SplitPlan, Imported
     from expunge.train.engine import resolve_device
 
     resolve_device(ex.cfg.device)
+    ex.check_shadow_source()  # audit.shadow_data's class count and image shape against the target
     ex.read_model_file(ex.cfg.model.weights, "--original")
     for name, path in files.unlearned.items():
         ex.read_model_file(path, f"--unlearned {name}")
@@ -261,10 +289,10 @@ def _check_stored(ex: Experiment, files: ModelFiles, shadows: ImportedShadows | 
 
 
 def import_task(cfg: dict[str, Any], rebuild: bool, key: str, path: str, config: dict[str, Any], label: str,
-                flag: str, members: np.ndarray | None = None) -> str:
+                flag: str, members: np.ndarray | None = None, own_members: bool = False) -> str:
     """Ray task body: import (or reuse) one model file as ``models/<key>`` with its outputs."""
     ex = Experiment(ExperimentConfig.model_validate(cfg), rebuild=rebuild)
-    return ex.imported(key, path, config, label, flag, members).key
+    return ex.imported(key, path, config, label, flag, members, own_members).key
 
 
 @dataclass
@@ -337,7 +365,8 @@ def execute(checked: Checked, use_ray: bool = True) -> dict[str, Any]:
                       "label": "retrain", "flag": "--retrained"})
     if shadows is not None:
         calls += [{"key": key, "path": _absolute(str(path)), "config": shadows.config(i), "label": "imported-shadow",
-                   "flag": f"--shadows member {i}", "members": shadows.members(i)}
+                   "flag": f"--shadows member {i}", "members": shadows.members(i),
+                   "own_members": shadows.shadow_data is not None}
                   for i, (key, path) in enumerate(zip(shadows.keys, shadows.files))]
     with timed("import"):
         run_tasks(import_task, [{"cfg": cfg.model_dump(), "rebuild": rebuild, **c} for c in calls], desc="import",
