@@ -216,6 +216,12 @@ FORWARDED = {
     "reproduce": ("expunge.jobs.reproduce", "test each seed paper's claim over several seeds on embedded data and "
                                             "write the claims table (--seeds, --quick, --claims)"),
     "bench-llm": ("expunge.jobs.bench_llm", "tokens per second of the batched LM scorer against a one-at-a-time loop"),
+    "ledger": ("expunge.jobs.ledger", "sequential unlearning: requests --requests SPEC ... each forgotten from the "
+                                      "latest model by --method; every sample's IAM score at every later version"),
+    "scoreui": ("expunge.jobs.scoreui", "ScoreUI (IAM paper): checkpoints of known partial membership b/B, every "
+                                        "per-sample attack scored, Spearman / Pearson with b/B (--breaks)"),
+    "epsilon": ("expunge.jobs.epsilon", "per-example epsilon (NeurIPS 2023 challenge): a retrain and an unlearned "
+                                        "fleet (--method, --models M), forget and challenge scores"),
 }
 
 

@@ -24,6 +24,7 @@ class Salt(IntEnum):
     FISHER_NOISE = 902
     IEU_NOISE = 4242         #: IEU's weight noise
     CPU_CALIBRATION = 4242   #: CPU's calibration subset of the test split (``offset``)
+    LEDGER_REQUEST = 5003    #: the forget set drawn for each request of a sequential-unlearning ledger
 
 
 def stream(seed: int, salt: int) -> int:

@@ -17,6 +17,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "fleet": 1,     # membership matrices
     "audit": 3,     # audit/stage.py: the metric tables of audited models (2: IAM Table 8 means and verdict;
                     # 3: bootstrap intervals by vectorised resampling)
+    "ledger": 1,    # audit/ledger.py + stages/ledger.py: the sequential-unlearning ledger's tables
 }
 
 

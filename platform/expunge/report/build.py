@@ -19,6 +19,9 @@ from expunge.report.provenance import manifest_section
 from expunge.report.sections import (cr_section, histogram_section, leaderboard_section, overview_section,
                                      relearn_section, roc_section)
 from expunge.report.sweeps import sweep_section
+from expunge.report.epsilon import epsilon_section
+from expunge.report.scoreui import scoreui_section
+from expunge.report.ledger import ledger_section
 
 KIND, KEY = "reports", "report"
 HTML, MARKDOWN = "report.html", "report.md"
@@ -29,7 +32,10 @@ SECTIONS: tuple[tuple[str, str, Callable[[RunData], Section]], ...] = (
     ("histograms", "Per-sample scores: retained vs unlearned", histogram_section),
     ("cr", "Conformal coverage ratio (CR) against alpha", cr_section),
     ("relearn", "Relearning and RCD curves", relearn_section),
+    ("scoreui", "ScoreUI: scores against partial membership", scoreui_section),
+    ("epsilon", "Per-example epsilon (NeurIPS 2023 challenge)", epsilon_section),
     ("sweeps", "Sweeps", sweep_section),
+    ("ledger", "Sequential-unlearning ledger", ledger_section),
     ("manifest", "Run manifest", manifest_section),
 )
 
