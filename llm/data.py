@@ -148,7 +148,7 @@ def _offline() -> bool:
 _FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
-def _read_hf(path: str, split: str | None):
+def read_hf(path: str, split: str | None):
     """A Hugging Face ``Dataset`` from a file, a saved dataset directory, a data folder or the hub."""
     import datasets
 
@@ -250,7 +250,7 @@ def load_text_dataset(path: str, *, text_column: str = "text", label_column: str
     docstring for sources, labels and chunking. Raises :class:`~expunge.errors.DataError` for a
     missing file, a missing text / label / id column (named), an empty text (row named), an unknown
     label and duplicate ids."""
-    ds = _read_hf(path, split)
+    ds = read_hf(path, split)
     cols = list(ds.column_names)
     for role, col in (("text", text_column), ("label", label_column), ("id", id_column)):
         if col is not None and col not in cols:

@@ -31,7 +31,7 @@ import torch
 from expunge.errors import ExpungeError
 from expunge.llm.models import encode_texts, model_fingerprint, pad_id, tokenizer_fingerprint
 from expunge.llm.qa_metrics import QASplitScores, rouge_l_recall
-from expunge.llm.scoring import (LogProbCache, ScoringSettings, TokenScores, _assemble, _model_device, _token_stats,
+from expunge.llm.scoring import (LogProbCache, ScoringSettings, TokenScores, assemble_scores, model_device, token_stats,
                                  default_batch_tokens, length_sorted_batches, model_max_length)
 from expunge.llm.tofu import qa_prompt
 
@@ -91,7 +91,7 @@ def _encode_pairs(tokenizer: Any, data: AnswerSet, limit: int | None) -> tuple[l
 def _answer_pass(model: torch.nn.Module, tokenizer: Any, data: AnswerSet, batch_tokens: int | None,
                  max_batch_size: int) -> TokenScores:
     seqs, masked = _encode_pairs(tokenizer, data, model_max_length(model))
-    device = _model_device(model)
+    device = model_device(model)
     batch_tokens = batch_tokens or default_batch_tokens(device)
     pad = pad_id(tokenizer)
     lengths = [len(s) for s in seqs]
@@ -107,12 +107,12 @@ def _answer_pass(model: torch.nn.Module, tokenizer: Any, data: AnswerSet, batch_
         logits = model(input_ids=x, attention_mask=att).logits[:, :-1]
         pos = torch.arange(width - 1, device=device)[None, :]
         valid = att[:, 1:].bool() & (pos >= torch.as_tensor(masked[batch], device=device)[:, None])
-        stats = [t.cpu().numpy() for t in _token_stats(logits[valid], x[:, 1:][valid])]
+        stats = [t.cpu().numpy() for t in token_stats(logits[valid], x[:, 1:][valid])]
         start = 0
         for r, n in enumerate(valid.sum(1).tolist()):
             per_sample[batch[r]] = [a[start:start + n] for a in stats]
             start += n
-    return _assemble(list(data.ids), per_sample)
+    return assemble_scores(list(data.ids), per_sample)
 
 
 def answer_token_scores(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str], answers: Sequence[str],
@@ -163,7 +163,7 @@ def generate_answers(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[s
 
     if max_new_tokens < 1:
         raise ExpungeError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    device = _model_device(model)
+    device = model_device(model)
     encoded = encode_texts(tokenizer, prompts, add_special_tokens=True)
     limit = model_max_length(model)
     for k, e in enumerate(encoded):

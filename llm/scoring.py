@@ -146,7 +146,7 @@ def model_max_length(model: torch.nn.Module) -> int | None:
     return None
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
     try:
         return next(model.parameters()).device
     except StopIteration:
@@ -203,7 +203,7 @@ def length_sorted_batches(lengths: Sequence[int], batch_tokens: int, max_batch_s
     return batches
 
 
-def _token_stats(logits: torch.Tensor, targets: torch.Tensor, chunk: int = 4096) -> list[torch.Tensor]:
+def token_stats(logits: torch.Tensor, targets: torch.Tensor, chunk: int = 4096) -> list[torch.Tensor]:
     """logp, mu, var, mu_u, var_u for rows of ``logits`` [M, V] (float32, in row chunks).
 
     The same quantities as :func:`_token_stats_reference` with fewer passes over the [M, V] block:
@@ -236,7 +236,7 @@ def _token_stats(logits: torch.Tensor, targets: torch.Tensor, chunk: int = 4096)
 
 
 def _token_stats_reference(logits: torch.Tensor, targets: torch.Tensor, chunk: int = 4096) -> list[torch.Tensor]:
-    """The direct computation of :func:`_token_stats` (what the per-sequence loop uses, and the
+    """The direct computation of :func:`token_stats` (what the per-sequence loop uses, and the
     fallback for chunks with masked vocabulary entries)."""
     outs: list[list[torch.Tensor]] = [[] for _ in FIELDS]
     for s in range(0, logits.shape[0], chunk):
@@ -258,7 +258,7 @@ def _token_stats_reference(logits: torch.Tensor, targets: torch.Tensor, chunk: i
     return [torch.cat(o) for o in outs]
 
 
-def _assemble(ids: Sequence[str], per_sample: list[list[np.ndarray] | None]) -> TokenScores:
+def assemble_scores(ids: Sequence[str], per_sample: list[list[np.ndarray] | None]) -> TokenScores:
     lengths = np.array([len(ps[0]) for ps in per_sample], dtype=np.int64)
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     cols = [np.concatenate([ps[k] for ps in per_sample]).astype(np.float32) if per_sample else np.zeros(0, np.float32)
@@ -290,7 +290,7 @@ def token_logprobs(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str],
     settings = settings or ScoringSettings()
     ids = [str(i) for i in range(len(texts))] if ids is None else list(ids)
     seqs, masked = prepare_sequences(tokenizer, texts, settings, model_max_length(model), ids)
-    device = _model_device(model)
+    device = model_device(model)
     batch_tokens = batch_tokens or default_batch_tokens(device)
     options = _forward_options(model)
     lengths = np.fromiter((len(q) for q in seqs), dtype=np.int64, count=len(seqs))
@@ -309,7 +309,7 @@ def token_logprobs(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str],
         logits = model(input_ids=x, **options).logits[:, :-1]
         # logits at position t predict token t + 1: scored where t + 1 is a real token and t >= the masked prefix
         valid = torch.from_numpy((pos[None, :-1] < blen[:, None] - 1) & (pos[None, :-1] >= bmask[:, None])).to(device)
-        stats = _token_stats(logits[valid], x[:, 1:][valid])
+        stats = token_stats(logits[valid], x[:, 1:][valid])
         # valid rows come out row by row, each row's scored tokens in order: sample i's block of the output
         counts = n_scored[batch]
         dest = np.arange(int(counts.sum())) + np.repeat(offsets[batch] - np.r_[0, np.cumsum(counts)[:-1]], counts)
@@ -327,7 +327,7 @@ def naive_token_logprobs(model: torch.nn.Module, tokenizer: Any, texts: Sequence
     """The baseline: one sequence at a time, as a plain Hugging Face loop (same outputs)."""
     settings = settings or ScoringSettings()
     ids = [str(i) for i in range(len(texts))] if ids is None else list(ids)
-    device = _model_device(model)
+    device = model_device(model)
     per_sample = []
     for k, text in enumerate(texts):
         seq, masked = prepare_sequences(tokenizer, [text], settings, model_max_length(model), [ids[k]])
@@ -336,7 +336,7 @@ def naive_token_logprobs(model: torch.nn.Module, tokenizer: Any, texts: Sequence
         m = int(masked[0])
         stats = _token_stats_reference(logits[m:], x[0, 1 + m:])
         per_sample.append([t.cpu().numpy() for t in stats])
-    return _assemble(ids, per_sample)
+    return assemble_scores(ids, per_sample)
 
 
 # --- cache -------------------------------------------------------------------------------------

@@ -506,13 +506,13 @@ def check_inputs(cfg: LLMUnlearnConfig, forget: Sequence[Item], retain: Sequence
     weight = fn.retain_weight
     if fn.needs_retain and getattr(cfg, weight) > 0 and not retain:
         raise ExpungeError(f"llm unlearning: method {cfg.method!r} needs a retain set (or {weight}=0)")
-    if cfg.lora and not _has_peft():
+    if cfg.lora and not has_peft():
         raise ExpungeError("lora=true needs the optional package 'peft' (pip install 'expunge[lora]')")
     if model is not None and cfg.method == "rmu":
         check_rmu_layer(cfg, layer_count(model))
 
 
-def _has_peft() -> bool:
+def has_peft() -> bool:
     try:
         import peft
     except ImportError:

@@ -1,6 +1,6 @@
 """The forget, retain, held-out and population sets of an unlearning run, read from files.
 
-Every set is read through :func:`expunge.llm.data._read_hf` (JSON lines, CSV, parquet, a saved
+Every set is read through :func:`expunge.llm.data.read_hf` (JSON lines, CSV, parquet, a saved
 ``datasets`` directory) in one of two formats:
 
 * **text**: a ``text_column``; every token of a text is a training target and is scored;
@@ -85,7 +85,7 @@ class UnlearnSplit:
 
 
 def _columns_and_rows(path: str, split: str | None, role: str) -> Any:
-    from expunge.llm.data import _read_hf
+    from expunge.llm.data import read_hf
 
     p = Path(path).expanduser()
     if p.is_file():
@@ -94,7 +94,7 @@ def _columns_and_rows(path: str, split: str | None, role: str) -> Any:
         if not head.strip():  # datasets' own message for an empty file is "StopIteration"
             raise DataError(f"{role} set: dataset {path} has no rows (the file is empty)")
     try:
-        return _read_hf(path, split)
+        return read_hf(path, split)
     except DataError as exc:
         raise DataError(f"{role} set: {exc}") from None
 

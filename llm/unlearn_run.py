@@ -252,9 +252,9 @@ def check_inputs(cfg: LLMUnlearnJobConfig, use_ray: bool = False) -> Inputs:
         raise ConfigError("scaling.strategy=fsdp trains the full model; LoRA's adapters (unlearn.lora=true) are small "
                           "enough for scaling.strategy=ddp")
     if ucfg.lora:
-        from expunge.llm.unlearn import _has_peft
+        from expunge.llm.unlearn import has_peft
 
-        if not _has_peft():
+        if not has_peft():
             raise ExpungeError("unlearn.lora=true needs the optional package 'peft' (pip install 'expunge[lora]')")
     check_model_dir(cfg.model, "model")
     if cfg.retain_model:

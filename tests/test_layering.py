@@ -154,3 +154,21 @@ def test_the_checks_catch_what_they_should():
     assert rank["train"] < rank["unlearn"] < rank["stages"] < rank["jobs"]
     assert _package("expunge.unlearn.cpu") == "unlearn" and _package("expunge.llm.attacks") == "llm"
     assert _package("expunge") == "expunge"
+
+
+def _private_imports(path: Path) -> list[str]:
+    """``from expunge... import _name``: a private name taken from another module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("expunge"):
+            found += [f"{node.module}.{a.name}" for a in node.names
+                      if a.name.startswith("_") and not a.name.endswith("__")]  # __version__ is public
+    return found
+
+
+def test_no_module_imports_another_modules_private_names(tmp_path):
+    wrong = {m: names for m, path in _modules().items() if (names := _private_imports(path))}
+    assert not wrong, f"private names imported from other modules: {wrong}"
+    planted = tmp_path / "planted.py"
+    planted.write_text("from expunge.data.splits import _hidden, public\n")
+    assert _private_imports(planted) == ["expunge.data.splits._hidden"]

@@ -28,7 +28,7 @@ from expunge.config import ExperimentConfig, MethodSpec
 from expunge.config.forget import ForgetSpec
 from expunge.data import DeviceData, ImageDataset, SplitPlan, SplitSizes, load_dataset
 from expunge.data.noise import with_label_noise
-from expunge.data.splits import OPTIONAL_SETS, SETS, _count, _read_indices
+from expunge.data.splits import OPTIONAL_SETS, SETS, set_size, read_indices
 from expunge.errors import (ArtifactError, ConfigError, CorruptArtifactError, DataError, ExpungeError,
                             StaleArtifactError)
 from expunge.store.lock import artifact_lock
@@ -686,7 +686,7 @@ def plan_with_train(dataset: ImageDataset, seed: int, forget: str, sizes: SplitS
     set and ``forget_heldout`` follow the forget spec as in :meth:`SplitPlan.create`.
     """
     try:
-        train = _read_indices(train_file)
+        train = read_indices(train_file)
     except DataError as exc:
         raise DataError(str(exc).replace("forget indices file", "data.train_indices file")) from None
     n = len(dataset)
@@ -704,14 +704,14 @@ def plan_with_train(dataset: ImageDataset, seed: int, forget: str, sizes: SplitS
         rest = rng.permutation(np.flatnonzero(outside & ~dataset.is_test))
     else:
         held = rest = rng.permutation(np.flatnonzero(outside))
-    n_cal = _count(sizes.calibration, len(held), "calibration")
-    n_pop = _count(sizes.population, len(held), "population")
+    n_cal = set_size(sizes.calibration, len(held), "calibration")
+    n_pop = set_size(sizes.population, len(held), "population")
     calibration, population = held[:n_cal], held[n_cal:n_cal + n_pop]
     if official:
         test = held[n_cal + n_pop:]
-        shadow_pool = rest[:_count(sizes.shadow_pool, len(rest), "shadow_pool")]
+        shadow_pool = rest[:set_size(sizes.shadow_pool, len(rest), "shadow_pool")]
     else:
-        n_sh = _count(sizes.shadow_pool, len(held), "shadow_pool")
+        n_sh = set_size(sizes.shadow_pool, len(held), "shadow_pool")
         shadow_pool, test = held[n_cal + n_pop:n_cal + n_pop + n_sh], held[n_cal + n_pop + n_sh:]
     return SplitPlan.assemble(dataset, seed, ForgetSpec.parse(forget), sizes, rng, train, test, calibration,
                               population, shadow_pool, lambda tr, te: (

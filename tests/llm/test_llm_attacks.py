@@ -10,7 +10,7 @@ import torch
 
 from expunge.errors import ExpungeError
 from expunge.llm import attacks as A
-from expunge.llm.scoring import TokenScores, _token_stats
+from expunge.llm.scoring import TokenScores, token_stats
 
 
 def _nll_of_logit(phi):
@@ -56,7 +56,7 @@ def test_minkpp_standardises_by_the_given_moments():
 def test_token_moments_are_probability_weighted_and_unweighted_as_documented():
     # vocabulary of 2 with p = (1/4, 3/4): logits (0, log 3)
     logits = torch.tensor([[0.0, math.log(3.0)]])
-    lp, mu, var, mu_u, var_u = (t.item() for t in _token_stats(logits, torch.tensor([1])))
+    lp, mu, var, mu_u, var_u = (t.item() for t in token_stats(logits, torch.tensor([1])))
     a, b = math.log(0.25), math.log(0.75)
     assert lp == pytest.approx(b, abs=1e-6)
     assert mu == pytest.approx(0.25 * a + 0.75 * b, abs=1e-6)

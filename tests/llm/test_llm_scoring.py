@@ -137,19 +137,19 @@ def test_llm_core_imports_without_ray():
 
 
 def test_fast_token_stats_match_the_reference_including_masked_vocabulary():
-    from expunge.llm.scoring import _token_stats, _token_stats_reference
+    from expunge.llm.scoring import token_stats, _token_stats_reference
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(300, 259, generator=g) * 4
     logits[::7, :50] = float("-inf")  # vocabulary a model masks out: those chunks take the reference path
     targets = torch.randint(50, 259, (300,), generator=g)
     for chunk in (64, 4096):
-        fast, ref = _token_stats(logits, targets, chunk=chunk), _token_stats_reference(logits, targets, chunk=chunk)
+        fast, ref = token_stats(logits, targets, chunk=chunk), _token_stats_reference(logits, targets, chunk=chunk)
         for name, a, b in zip(FIELDS, fast, ref):
             # logp, mu and var are the same operations; mu_u and var_u differ by float32 summation order
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-5, equal_nan=True, err_msg=name)
     finite = logits[1:7]  # rows without masked entries: the fast path
-    for name, a, b in zip(FIELDS[:3], _token_stats(finite, targets[1:7]), _token_stats_reference(finite, targets[1:7])):
+    for name, a, b in zip(FIELDS[:3], token_stats(finite, targets[1:7]), _token_stats_reference(finite, targets[1:7])):
         assert torch.equal(a, b), name
 
 

@@ -36,7 +36,7 @@ import pandas as pd
 
 from expunge import seeds
 from expunge.config.forget import ForgetSpec
-from expunge.data.splits import _read_indices
+from expunge.data.splits import read_indices
 from expunge.errors import DataError
 
 #: IAM's membership decision: S >= 0.5 reads as member, S < 0.5 as unlearned
@@ -113,7 +113,7 @@ def draw_request(spec: ForgetSpec, number: int, train: np.ndarray, retained: np.
         if len(forget) == 0:
             raise DataError(f"{what}: no retained mislabeled sample is left to forget")
     else:
-        forget = _read_indices(str(spec.value))
+        forget = read_indices(str(spec.value))
         n = len(labels) if n_dataset is None else n_dataset
         if forget.min(initial=0) < 0 or forget.max(initial=0) >= n:
             raise DataError(f"{what}: positions out of range 0..{n - 1}")

@@ -57,7 +57,7 @@ class SplitSizes:
     shadow_pool: float | int = 0.0
 
 
-def _count(size: float | int, n: int, name: str) -> int:
+def set_size(size: float | int, n: int, name: str) -> int:
     if isinstance(size, float) and not isinstance(size, bool):
         if not 0.0 <= size < 1.0:
             raise DataError(f"split size {name}={size}: a fraction must be in [0, 1)")
@@ -67,7 +67,7 @@ def _count(size: float | int, n: int, name: str) -> int:
     return int(size)
 
 
-def _read_indices(path: str) -> np.ndarray:
+def read_indices(path: str) -> np.ndarray:
     """A 1-D integer array from a ``.npy`` file or a whitespace-separated text file. Errors name the
     file and the position of the first bad entry, never the file's content (it may be any file)."""
     p = Path(path)
@@ -175,15 +175,15 @@ class SplitPlan:
         if dataset.is_test is not None and dataset.is_test.any():
             held_pool = rng.permutation(np.flatnonzero(dataset.is_test))
             train_pool = rng.permutation(np.flatnonzero(~dataset.is_test))
-            n_cal = _count(sizes.calibration, len(held_pool), "calibration")
-            n_pop = _count(sizes.population, len(held_pool), "population")
+            n_cal = set_size(sizes.calibration, len(held_pool), "calibration")
+            n_pop = set_size(sizes.population, len(held_pool), "population")
             calibration, population = held_pool[:n_cal], held_pool[n_cal:n_cal + n_pop]
             test = held_pool[n_cal + n_pop:]
-            n_sh = _count(sizes.shadow_pool, len(train_pool), "shadow_pool")
+            n_sh = set_size(sizes.shadow_pool, len(train_pool), "shadow_pool")
             shadow_pool, train = train_pool[:n_sh], train_pool[n_sh:]
         else:
             perm = rng.permutation(n)
-            counts = [_count(getattr(sizes, k), n, k) for k in ("test", "calibration", "population", "shadow_pool")]
+            counts = [set_size(getattr(sizes, k), n, k) for k in ("test", "calibration", "population", "shadow_pool")]
             cuts = np.cumsum(counts)
             test, calibration, population, shadow_pool = (perm[a:b] for a, b in zip([0, *cuts[:-1]], cuts))
             train = perm[cuts[-1]:]
@@ -253,7 +253,7 @@ class SplitPlan:
         elif spec.kind == "mislabeled":
             forget = train[dataset.noisy[train]]
         else:
-            forget = _read_indices(str(spec.value))
+            forget = read_indices(str(spec.value))
             if forget.min(initial=0) < 0 or forget.max(initial=0) >= len(dataset):
                 raise DataError(f"forget indices out of range 0..{len(dataset) - 1} in {spec.value}")
             if len(np.unique(forget)) != len(forget):
