@@ -24,7 +24,7 @@ from expunge.audit.stage import audit_values, reference_inputs
 from expunge.config import ExperimentConfig, MethodSpec, SweepConfig, SweepMethod, join_uri
 from expunge.errors import ConfigError, CorruptArtifactError, ExpungeError
 from expunge.experiment import Experiment, log, short_hash
-from expunge.fleet.members import audit_shadow_config, check_fleets
+from expunge.fleet.members import audit_shadow_config, audit_shadow_keys, check_fleets
 from expunge.store import Store
 from expunge.store.store import diff
 from expunge.sweep.objective import Constraint, check_columns, pareto_front, trial_row
@@ -246,11 +246,15 @@ def _references(s: _Setup, rebuild: bool, use_ray: bool) -> list[dict[str, Any]]
     cfg, retrain = s.cfg, MethodSpec(name="retrain")
     runs = []
     for c, e in zip(s.per_seed, s.exps):
-        run_original(c, rebuild, use_ray)
+        # stored references are only read back (and checked): in this process, since a Ray task would
+        # start a worker (a second or more of imports) just to say so; whatever is missing trains on Ray
+        keys = ["original", e.unlearned_key(retrain), *(audit_shadow_keys(e) if c.audit.shadows else [])]
+        on_ray = use_ray and (rebuild or not all(e.store.exists("models", k) for k in keys))
+        run_original(c, rebuild, on_ray)
         run_tasks(unlearn_task, [{"cfg": c.model_dump(), "spec": retrain.model_dump(), "rebuild": rebuild}],
-                  desc=f"retrain (reference{f', seed {c.seed}' if cfg.seeds else ''})", use_ray=use_ray)
+                  desc=f"retrain (reference{f', seed {c.seed}' if cfg.seeds else ''})", use_ray=on_ray)
         if c.audit.shadows:
-            run_fleet(audit_shadow_config(c), rebuild, use_ray)
+            run_fleet(audit_shadow_config(c), rebuild, on_ray)
         reference, original = reference_rows(e, s.metrics)
         runs.append({"experiment": c.model_dump(mode="json"), "reference": reference, "original": original})
         log(f"sweep {s.sweep.name}: reference retrain{f' (seed {c.seed})' if cfg.seeds else ''} " + ", ".join(
