@@ -659,7 +659,7 @@ def _loop(model: torch.nn.Module, tokenizer: Any, forget: Sequence[Item], retain
     if resume is not None:
         # every draw below comes from these, so the continued run repeats the uninterrupted one
         if sharded:
-            load_optimizer_state(model, opt, resume["optimizer"])
+            load_optimizer_state(opt, resume["optimizer"])
         else:
             opt.load_state_dict(resume["optimizer"])
         gen.set_state(resume["generator"])
@@ -692,7 +692,7 @@ def _loop(model: torch.nn.Module, tokenizer: Any, forget: Sequence[Item], retain
             model.eval()
             kept, optim_state = model, None
             if sharded:  # collectives on every rank; rank 0 gets the full state, the others nothing
-                weights, optim_state = gather_model_state(model), gather_optimizer_state(model, opt)
+                weights, optim_state = gather_model_state(model), gather_optimizer_state(opt)
                 if weights:
                     with torch.random.fork_rng(devices=[]):  # a new model's init must not move the loop's RNG
                         kept = unsharded_class(model)(model.config).to(device)

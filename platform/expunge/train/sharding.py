@@ -68,7 +68,7 @@ def gather_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return get_model_state_dict(model, options=_options(cpu_offload=True))
 
 
-def gather_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def gather_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The full optimizer state on rank 0 in the unsharded layout (``state`` and ``param_groups``
     indexed by the position of each trained parameter, as ``optimizer.state_dict()`` of the plain
     model), an empty dict elsewhere. A collective: every rank must call it.
@@ -88,7 +88,7 @@ def gather_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -
     return {"state": full, "param_groups": sd["param_groups"]} if dist.get_rank() == 0 else {}
 
 
-def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Load a full optimizer state in the unsharded layout (:func:`gather_optimizer_state`, or an
     unsharded run's ``optimizer.state_dict()``) into the sharded optimizer: each rank keeps its own
     slice of every tensor (no communication); every rank passes the whole state."""
