@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   expunge fleet configs/experiments/digits.yaml fleet.kind=shadow fleet.size=16   # LiRA-style shadows
   expunge sweep configs/sweeps/cpu_finetune.yaml  # Ray Tune over CPU's delta, alpha, lam vs retrain
   expunge report runs/digits                      # HTML report + Markdown summary of a run
+  expunge ledger configs/experiments/digits.yaml --method rl --requests random:0.05 class:3
   expunge llm-demo                                # language models: mini-TOFU, NPO and GradDiff, every attack
   expunge llm-audit --target DIR --fit DIR --reference DIR --data FILE --out DIR
   expunge info                                    # registered datasets, models, methods, metrics
