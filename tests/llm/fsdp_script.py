@@ -83,7 +83,7 @@ def run(rank: int, world: int, port: int, folder: str, phase: str) -> None:
                 assert set(a["state"]) == set(b["state"])
                 return max(float((a["state"][i][what] - b["state"][i][what]).abs().max()) for i in a["state"])
 
-            torch.save(sharded[EPOCHS][0], out / "uninterrupted.pt")
+            (out / "uninterrupted.safetensors").write_bytes(save(sharded[EPOCHS][0]))
             report = {
                 "fraction": local["fraction"], "sharded": local["sharded"],
                 "ddp_vs_fsdp": [diff(ddp[e][0], sharded[e][0]) for e in range(1, EPOCHS + 1)],
@@ -103,7 +103,7 @@ def run(rank: int, world: int, port: int, folder: str, phase: str) -> None:
             final = resumed[EPOCHS][0]
             report = {"resumed_epochs": sorted(resumed),
                       "resumed_finite": all(bool(torch.isfinite(v).all()) for v in final.values()),
-                      "resumed_vs_uninterrupted": diff(final, torch.load(out / "uninterrupted.pt"))}
+                      "resumed_vs_uninterrupted": diff(final, load((out / "uninterrupted.safetensors").read_bytes()))}
             (out / "resume.json").write_text(json.dumps(report))
     dist.destroy_process_group()
 
