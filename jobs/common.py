@@ -5,7 +5,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from expunge.config import ExperimentConfig
 
@@ -47,6 +47,21 @@ def parse_with_overrides(p: argparse.ArgumentParser, argv: list[str] | None) -> 
             p.error(f"--seeds {args.seeds!r}: give comma-separated non-negative integers, e.g. 0,1,2")
         args.overrides = [*getattr(args, "overrides", []), f"seeds=[{args.seeds}]"]
     return args
+
+
+def split_method_overrides(overrides: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``method.<param>=value`` overrides as the method's parameters, and the rest (the experiment's),
+    for the commands that run one method (``unlearn``, ``epsilon``, ``ledger``)."""
+    from expunge.config import parse_overrides
+
+    params: dict[str, Any] = {}
+    rest = []
+    for item in overrides:
+        if item.startswith("method."):
+            params.update(parse_overrides([item.removeprefix("method.")]))
+        else:
+            rest.append(item)
+    return params, rest
 
 
 def find_config(path: str) -> str:

@@ -15,10 +15,10 @@ the forget set) is one line and exit code 2, before anything is trained or store
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from expunge.config import MethodSpec, parse_overrides
-from expunge.jobs.common import find_config, main_wrapper, parse_with_overrides, single_seed, start_ray
+from expunge.config import MethodSpec
+from expunge.jobs.common import (find_config, main_wrapper, parse_with_overrides, single_seed,
+                                 split_method_overrides, start_ray)
 from expunge.jobs.scoreui import OneLineParser, add_runtime
 
 
@@ -38,13 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from expunge.stages.epsilon import epsilon_configs, run_epsilon
 
     args = parse_with_overrides(build_parser(), argv)
-    params: dict[str, Any] = {}
-    rest = []
-    for item in args.overrides:  # method.<param>=value sets the method, anything else the experiment
-        if item.startswith("method."):
-            params.update(parse_overrides([item.removeprefix("method.")]))
-        else:
-            rest.append(item)
+    params, rest = split_method_overrides(args.overrides)
     cfg = single_seed(load_config(find_config(args.config), rest), "expunge epsilon")
     spec = MethodSpec(name=args.method, params=params)
     epsilon_configs(cfg, spec, args.models)  # every problem before Ray starts or anything is read

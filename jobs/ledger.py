@@ -16,11 +16,11 @@ random:0.05 class:3 method.epochs=2 --local``
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from expunge.config import ExperimentConfig, MethodSpec, parse_overrides
+from expunge.config import ExperimentConfig, MethodSpec
 from expunge.errors import ConfigError
-from expunge.jobs.common import find_config, main_wrapper, parse_with_overrides, single_seed, start_ray
+from expunge.jobs.common import (find_config, main_wrapper, parse_with_overrides, single_seed,
+                                 split_method_overrides, start_ray)
 from expunge.stages.ledger import prepare_ledger, run_ledger
 
 #: forget-spec kinds: a word after --requests that starts with one is a request, anything else with '=' an override
@@ -65,16 +65,11 @@ def ledger_config(config: str, method: str, overrides: list[str]) -> tuple[Exper
     validated and resolved as ``expunge unlearn`` does (so ``unlearn.min_steps`` applies), and its spec."""
     from expunge.resolve import load_config, validate
 
-    params: dict[str, Any] = {}
-    rest = []
-    for item in overrides:
-        if item.startswith("method."):
-            params.update(parse_overrides([item.removeprefix("method.")]))
-        elif item.startswith("unlearn.methods"):
+    params, rest = split_method_overrides(overrides)
+    for item in rest:
+        if item.startswith("unlearn.methods"):
             raise ConfigError(f"override {item!r}: the ledger runs one method; use --method NAME and "
                               "method.<param>=value")
-        else:
-            rest.append(item)
     base = single_seed(load_config(find_config(config), rest), "expunge ledger")
     data = base.model_dump()
     data["unlearn"] = {**data["unlearn"], "methods": [{"name": method, "params": params}]}

@@ -8,14 +8,13 @@ first if the store does not have it; the table compares the method with the orig
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from expunge.config import ExperimentConfig, parse_overrides
+from expunge.config import ExperimentConfig
 
 from expunge.resolve import load_config
 from expunge.errors import ConfigError
 from expunge.jobs.common import (add_runtime_args, dry_run, find_config, main_wrapper, parse_with_overrides,
-                                 single_seed, start_ray)
+                                 single_seed, split_method_overrides, start_ray)
 from expunge.stages.unlearn import run_unlearn
 
 DEFAULT_CONFIG = "experiments/digits.yaml"
@@ -24,15 +23,10 @@ DEFAULT_CONFIG = "experiments/digits.yaml"
 def unlearn_config(config: str | None, method: str | None, forget: str | None, overrides: list[str]) -> ExperimentConfig:
     """The experiment config with ``unlearn.methods`` replaced by the one requested method; without a
     method, the config's own ``unlearn.methods`` (a sweep's ``best_*.yaml`` lists retrain and its best)."""
-    method_params: dict[str, Any] = {}
-    rest = []
-    for item in overrides:
-        if item.startswith("method."):
-            method_params.update(parse_overrides([item.removeprefix("method.")]))
-        elif item.startswith("unlearn."):
+    method_params, rest = split_method_overrides(overrides)
+    for item in rest:
+        if item.startswith("unlearn."):
             raise ConfigError(f"override {item!r}: use --method NAME and method.<param>=value with `unlearn`")
-        else:
-            rest.append(item)
     if forget is not None:
         rest.append(f"data.forget={forget}")
     base = single_seed(load_config(find_config(config or DEFAULT_CONFIG), rest), "expunge unlearn")
