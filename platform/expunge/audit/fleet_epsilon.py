@@ -35,9 +35,15 @@ def fleet_epsilon(ex: Experiment, unlearned_keys: list[str], retrain_keys: list[
     r, ra_r, ta_r = signals(retrain_keys)
     eps = per_example_epsilon(u, r, on_no_rule="nan")
     fs = forget_score(np.nan_to_num(eps, nan=0.0), len(unlearned_keys))
+    # the challenge score's factors: each fleet's accuracies averaged over its members, then divided
+    means = {"ra_unlearned": ra_u.mean(), "ra_retrain": ra_r.mean(), "ta_unlearned": ta_u.mean(),
+             "ta_retrain": ta_r.mean()}
     summary = {"models_per_fleet": len(unlearned_keys), "forget_score": fs,
                "challenge_score": challenge_score(fs, ra_u, ra_r, ta_u, ta_r),
-               "epsilon_median": float(np.nanmedian(eps)), "epsilon_max": float(np.nanmax(eps))}
+               "epsilon_median": float(np.nanmedian(eps)), "epsilon_max": float(np.nanmax(eps)),
+               **{k: float(v) for k, v in means.items()},
+               "ra_ratio": float(means["ra_unlearned"] / means["ra_retrain"]),
+               "ta_ratio": float(means["ta_unlearned"] / means["ta_retrain"])}
     name = unlearned_keys[0].split("/")[0].removeprefix("fleet-")
     art = ex.store.put("audit", f"epsilon-{name}", {"epsilon.npy": eps, "summary.json": summary},
                        config={"unlearned": unlearned_keys, "retrained": retrain_keys}, split_hash=ex.plan.hash,

@@ -4,8 +4,7 @@ unlearned and a retrain fleet of one size) stored under ``<run>/audit/epsilon-<f
 NeurIPS 2023 Machine Unlearning Challenge (Triantafillou et al. 2024): per forget example, ε of the
 best threshold rule telling M unlearned models from M retrained ones (δ = 1e-5, capped at 50); forget
 score F = Σ_e 2^{-⌊2 ε_e⌋} / E for ε_e below ceil(log(M − 1)), else 0; challenge score
-F × (RA_u / RA_r) × (TA_u / TA_r). The RA and TA ratios are recomputed from the members' cached
-outputs (the accuracies ``fleet_epsilon`` multiplies, averaged over each fleet).
+F × (RA_u / RA_r) × (TA_u / TA_r), with the RA and TA ratios ``fleet_epsilon`` stored beside it.
 """
 from __future__ import annotations
 
@@ -29,27 +28,16 @@ def epsilon_artifacts(run: RunData) -> dict[str, Artifact]:
     return dict(sorted(arts.items(), key=lambda ka: ka[1].manifest.get("created", "")))
 
 
-def _mean_accuracy(run: RunData, keys: list[str], split: str) -> float:
-    accs = []
-    for key in keys:
-        out = run.outputs(key, split)
-        if out is None:
-            return float("nan")
-        accs.append(float((out[0].argmax(1) == out[1]).mean()))
-    return float(np.mean(accs)) if accs else float("nan")
-
-
 def epsilon_row(run: RunData, key: str, art: Artifact) -> dict[str, Any]:
     summary = art.read("summary.json")
     config = art.manifest.get("config") or {}
-    u, r = config.get("unlearned", []), config.get("retrained", [])
+    u = config.get("unlearned", [])
     first = run.store.get("models", u[0]) if u else None
-    ra = _mean_accuracy(run, u, "retain") / _mean_accuracy(run, r, "retain")
-    ta = _mean_accuracy(run, u, "test") / _mean_accuracy(run, r, "test")
     eps = art.read("epsilon.npy")
     return {"fleet": key.removeprefix(PREFIX), "method": (first.manifest.get("method") if first else None) or "?",
             "models": summary.get("models_per_fleet"), "examples": len(eps),
-            "forget_score": summary.get("forget_score"), "RA_ratio": ra, "TA_ratio": ta,
+            "forget_score": summary.get("forget_score"),
+            "RA_ratio": summary.get("ra_ratio"), "TA_ratio": summary.get("ta_ratio"),
             "challenge_score": summary.get("challenge_score"), "epsilon_median": summary.get("epsilon_median"),
             "epsilon_max": summary.get("epsilon_max")}
 

@@ -10,8 +10,8 @@ else 0) summarises them, and the challenge score is F × (RA_u / RA_r) × (TA_u 
 fleets' mean retain and test accuracies (:mod:`expunge.metrics.epsilon`).
 
 Stored by ``fleet_epsilon`` as ``<run>/audit/epsilon-unlearned-<method>-<hash>/`` (``epsilon.npy``,
-one ε per forget example, and ``summary.json``); the RA and TA ratios are recomputed from the members'
-cached outputs (:func:`fleet_ratios`).
+one ε per forget example, and ``summary.json`` with the RA and TA ratios beside the challenge score).
+``run_fleet`` computes it as soon as both fleets exist; this stage reads it back.
 """
 from __future__ import annotations
 
@@ -59,23 +59,6 @@ def artifact_key(unlearned_cfg: ExperimentConfig) -> str:
     return f"epsilon-{fleet_name(unlearned_cfg.fleet)}"
 
 
-def fleet_accuracy(ex: Experiment, keys: list[str], split: str) -> np.ndarray:
-    """Per-member accuracy on ``split`` from the members' cached outputs (as ``fleet_epsilon`` reads them)."""
-    outs = [ex.outputs(k)[split] for k in keys]
-    return np.array([(o.logits.argmax(1) == o.labels).mean() for o in outs])
-
-
-def fleet_ratios(ex: Experiment, unlearned_keys: list[str], retrain_keys: list[str]) -> dict[str, float]:
-    """RA_u / RA_r and TA_u / TA_r, each accuracy averaged over the fleet's members first (the
-    challenge score's factors, :func:`expunge.metrics.epsilon.challenge_score`)."""
-    out = {}
-    for name, split in (("ra", "retain"), ("ta", "test")):
-        u, r = fleet_accuracy(ex, unlearned_keys, split), fleet_accuracy(ex, retrain_keys, split)
-        out.update({f"{name}_unlearned": float(u.mean()), f"{name}_retrain": float(r.mean()),
-                    f"{name}_ratio": float(u.mean() / r.mean())})
-    return out
-
-
 def run_epsilon(cfg: ExperimentConfig, method: MethodSpec, models: int, rebuild: bool = False,
                 use_ray: bool = True) -> dict[str, Any]:
     """Both fleets, then per-example epsilon; returns the summary with the ratios and the artifact path."""
@@ -92,18 +75,21 @@ def run_epsilon(cfg: ExperimentConfig, method: MethodSpec, models: int, rebuild:
         f"{cfg.data.dataset} (the challenge used {CHALLENGE_MODELS} of each)")
     retrain = run_fleet(retrain_cfg, rebuild, use_ray)
     unlearned = run_fleet(unlearned_cfg, rebuild, use_ray)
-    u_keys, r_keys = unlearned["members"], retrain["members"]
-    res = fleet_epsilon(ex, u_keys, r_keys)
-    ratios = fleet_ratios(ex, u_keys, r_keys)
-    eps = ex.store.get("audit", artifact_key(unlearned_cfg)).read("epsilon.npy")
-    summary = {**res, **ratios, "method": method.name, "examples": int(len(eps)),
+    # run_fleet computed and stored it once both fleets existed; computed here only if it could not
+    key, pair = artifact_key(unlearned_cfg), {"unlearned": unlearned["members"], "retrained": retrain["members"]}
+    art = ex.store.get("audit", key, verify=True)
+    if art is None or art.manifest["config"] != pair:
+        fleet_epsilon(ex, pair["unlearned"], pair["retrained"])
+        art = ex.store.get("audit", key, verify=True)
+    res, eps = {**art.read("summary.json"), "path": art.path}, art.read("epsilon.npy")
+    summary = {**res, "method": method.name, "examples": int(len(eps)),
                "epsilon_nan": int(np.isnan(eps).sum())}
     print(f"per-example epsilon, {method.name} vs retrain, {models} models each, {len(eps)} forget examples:\n"
           f"  forget score     {res['forget_score']:.4f}\n"
-          f"  RA ratio         {ratios['ra_ratio']:.4f} (retain accuracy {ratios['ra_unlearned']:.4f} / "
-          f"{ratios['ra_retrain']:.4f})\n"
-          f"  TA ratio         {ratios['ta_ratio']:.4f} (test accuracy {ratios['ta_unlearned']:.4f} / "
-          f"{ratios['ta_retrain']:.4f})\n"
+          f"  RA ratio         {res['ra_ratio']:.4f} (retain accuracy {res['ra_unlearned']:.4f} / "
+          f"{res['ra_retrain']:.4f})\n"
+          f"  TA ratio         {res['ta_ratio']:.4f} (test accuracy {res['ta_unlearned']:.4f} / "
+          f"{res['ta_retrain']:.4f})\n"
           f"  challenge score  {res['challenge_score']:.4f} (forget score x RA ratio x TA ratio)\n"
           f"  epsilon median   {res['epsilon_median']:.3f}, max {res['epsilon_max']:.3f}", flush=True)
     log(f"epsilon: {res['path']}")
