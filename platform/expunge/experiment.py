@@ -114,7 +114,7 @@ class Experiment:
             if n > len(pool):
                 raise ConfigError(f"audit.shadow_data.pool: {n} positions asked, {ds.name} has {len(pool)} outside "
                                   "its test part")
-            rng = np.random.default_rng([self.cfg.seed, 104729])  # a stream of its own, fixed per seed
+            rng = np.random.default_rng(seeds.shadow_data_pool(self.cfg.seed))
             pool = np.sort(rng.choice(pool, size=n, replace=False))
         return pool
 

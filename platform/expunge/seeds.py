@@ -55,6 +55,17 @@ def member_pair(seed: int, i: int) -> list[int]:
     return [seed, 104_729, i // 2]
 
 
+def out_only_member(seed: int, i: int) -> list[int]:
+    """NumPy seed of OUT-only fleet member ``i``'s subset of its pool."""
+    return [seed, 7919, i]
+
+
+def shadow_data_pool(seed: int) -> list[int]:
+    """NumPy seed of the positions of ``audit.shadow_data`` that form its shadow pool (when ``pool`` is
+    set); two entries, so never the stream of :func:`member_pair`'s three."""
+    return [seed, 104_729]
+
+
 def augmented_view(v: int) -> int:
     """Seed of the ``v``-th augmented query view (the same for every model, so views compare)."""
     return 10_007 * v + 1

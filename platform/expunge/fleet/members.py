@@ -99,7 +99,7 @@ def member_indices(ex: Experiment, i: int) -> np.ndarray:
     if f.policy == "out_only":
         # OOD shadows: positions of audit.shadow_data, not of the target
         pool = ex.shadow_pool_of_shadow_data() if _ood(ex) else plan.shadow_pool
-        return out_only_subset(pool, f.fraction, [ex.cfg.seed, 7919, i])
+        return out_only_subset(pool, f.fraction, seeds.out_only_member(ex.cfg.seed, i))
     universe = np.sort(np.concatenate([plan.indices[s] for s in f.universe]))
     return balanced_member(universe, i, ex.cfg.seed)
 
